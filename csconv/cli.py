@@ -1,0 +1,215 @@
+"""The `csconv` command line. Conversion is the default action.
+
+Flags follow absl conventions as well, so DeepLab2's own command line works verbatim:
+`--create_panoptic_data=false`, `--nocreate_panoptic_data`, and dashed spellings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+from . import __version__
+from .core.discover import SPLITS
+from .core.errors import CsconvError
+from .core.records import ConvertOptions, Source, Task
+
+BOOLEAN_FLAGS = {"create_panoptic_data", "treat_crowd_as_ignore", "strict_sizes", "overwrite", "debug", "quiet"}
+COMMANDS = {"convert", "sinks", "demo", "synth"}
+_TRUE = {"true", "t", "1", "yes", "y"}
+_FALSE = {"false", "f", "0", "no", "n"}
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def normalise_argv(argv: list[str]) -> list[str]:
+    """Rewrite absl-style and dashed flags into the one spelling argparse is given."""
+    out = []
+    for token in argv:
+        if not token.startswith("--") or token == "--":
+            out.append(token)
+            continue
+        name, eq, value = token[2:].partition("=")
+        name = name.replace("-", "_")
+        if name in BOOLEAN_FLAGS:
+            out.append(f"--{name}={value if eq else 'true'}")
+        elif not eq and name.startswith("no") and name[2:] in BOOLEAN_FLAGS:
+            out.append(f"--{name[2:]}=false")
+        else:
+            out.append(f"--{name}{eq}{value}")
+    return out
+
+
+def _bool_flag(parser, name: str, default: bool, help_text: str) -> None:
+    parser.add_argument(
+        f"--{name}", type=parse_bool, nargs="?", const=True, default=default, metavar="BOOL",
+        help=f"{help_text} (default {str(default).lower()}; also --{name}, --no{name})",
+    )
+
+
+def _add_conversion_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cityscapes_root", required=True, help="Cityscapes root holding leftImg8bit/ and gtFine/")
+    parser.add_argument("--output_dir", required=True, help="folder for the shards and csconv-manifest.json")
+    parser.add_argument("--sink", default="tfrecord", help="output format (see `csconv sinks`; default tfrecord)")
+    _bool_flag(parser, "create_panoptic_data", True, "panoptic labels (int32 raw); false: semantic trainId PNGs")
+    _bool_flag(parser, "treat_crowd_as_ignore", True, "crowd regions of thing classes get the ignore label 255")
+    parser.add_argument(
+        "--splits", default=",".join(SPLITS),
+        help="comma-separated splits to convert (default train,val,test)",
+    )
+    parser.add_argument(
+        "--source", choices=[s.value for s in Source], default=Source.RAW.value,
+        help="raw: labels straight from the official download (default); prepared: from the "
+        "cityscapesscripts prework outputs; labelids: semantic labels remapped from *_labelIds.png "
+        "(fast, but differs from the reference along polygon edges)",
+    )
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: CPU count)")
+    parser.add_argument("--num_shards", type=int, default=10, help="shards per split (default 10, as DeepLab2)")
+    parser.add_argument("--label_divisor", type=int, default=1000, help="panoptic id = semantic * divisor + instance")
+    _bool_flag(parser, "strict_sizes", False, "refuse splits whose size differs from the official one, as DeepLab2 does")
+    _bool_flag(parser, "overwrite", False, "replace csconv output files already in --output_dir")
+    _bool_flag(parser, "quiet", False, "no progress lines and no summary")
+    _bool_flag(parser, "debug", False, "show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="csconv",
+        description="Convert Cityscapes into DeepLab2's sharded TFRecords (or another sink) in one command. "
+        "Conversion is the default command: `csconv --cityscapes_root R --output_dir O` "
+        "is `csconv convert --cityscapes_root R --output_dir O`.",
+    )
+    parser.add_argument("--version", action="version", version=f"csconv {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    convert = commands.add_parser("convert", help="convert a Cityscapes root (the default command)")
+    _add_conversion_flags(convert)
+
+    commands.add_parser("sinks", help="list the registered sinks and the plugin providing each")
+
+    demo = commands.add_parser("demo", help="make a small synthetic Cityscapes set, convert it with every sink, read it back")
+    demo.add_argument("directory", nargs="?", default="csconv-demo", help="where to put it (default ./csconv-demo)")
+    demo.add_argument("--width", type=int, default=512)
+    demo.add_argument("--height", type=int, default=256)
+    demo.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+
+    synth = commands.add_parser("synth", help="generate a deterministic synthetic Cityscapes tree")
+    synth.add_argument("--root", required=True, help="folder to create the tree in")
+    synth.add_argument("--train", type=int, default=3)
+    synth.add_argument("--val", type=int, default=2)
+    synth.add_argument("--test", type=int, default=2)
+    synth.add_argument("--width", type=int, default=2048)
+    synth.add_argument("--height", type=int, default=1024)
+    synth.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = normalise_argv(list(sys.argv[1:] if argv is None else argv))
+    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["convert", *argv]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    debug = getattr(args, "debug", False)
+    try:
+        return COMMAND_HANDLERS[args.command](args)
+    except CsconvError as error:
+        if debug:
+            raise
+        print(f"csconv: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("csconv: interrupted", file=sys.stderr)
+        return 130
+
+
+def options_from_args(args) -> ConvertOptions:
+    source = Source(args.source)
+    task = Task.PANOPTIC if args.create_panoptic_data else Task.SEMANTIC
+    if source is Source.LABEL_IDS and task is Task.PANOPTIC:
+        raise CsconvError("--source labelids only applies to semantic labels (--create_panoptic_data=false)")
+    return ConvertOptions(
+        task=task, source=source, treat_crowd_as_ignore=args.treat_crowd_as_ignore, label_divisor=args.label_divisor
+    )
+
+
+def run_convert(args) -> int:
+    from .convert import convert
+
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    if not splits:
+        raise CsconvError("--splits names no split")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = _show_warning
+        summary = convert(
+            root=args.cityscapes_root,
+            output_dir=args.output_dir,
+            sink_name=args.sink,
+            splits=splits,
+            options=options_from_args(args),
+            num_shards=args.num_shards,
+            workers=args.workers,
+            strict_sizes=args.strict_sizes,
+            overwrite=args.overwrite,
+            show_progress=not args.quiet,
+        )
+    if not args.quiet:
+        print_summary(summary, args.output_dir)
+    return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"csconv: warning: {message}", file=sys.stderr)
+
+
+def print_summary(summary, output_dir: str) -> None:
+    rate = summary.records / summary.seconds if summary.seconds else 0.0
+    per_split = ", ".join(f"{split} {count}" for split, count in summary.splits.items())
+    print(
+        f"csconv: wrote {summary.records} records ({per_split}) in {len(summary.shards)} shards, "
+        f"{summary.bytes / 2**20:.1f} MiB, in {summary.seconds:.1f} s ({rate:.1f} frames/s) to {output_dir}",
+        file=sys.stderr,
+    )
+
+
+def run_sinks(args) -> int:
+    from .plugins import sinks
+
+    for entry in sinks().values():
+        print(f"{entry.name:<12} {entry.sink_class.description}  [{entry.origin}: {entry.plugin}]")
+    return 0
+
+
+def run_synth(args) -> int:
+    from .synthetic import generate_dataset
+
+    started = time.monotonic()
+    sizes = {"train": args.train, "val": args.val, "test": args.test}
+    paths = generate_dataset(
+        args.root, {k: v for k, v in sizes.items() if v > 0}, width=args.width, height=args.height, seed=args.seed
+    )
+    print(f"csconv: generated {len(paths)} synthetic frames in {args.root} in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def run_demo(args) -> int:
+    from .demo import demo
+
+    return demo(args.directory, width=args.width, height=args.height, workers=args.workers)
+
+
+COMMAND_HANDLERS = {"convert": run_convert, "sinks": run_sinks, "synth": run_synth, "demo": run_demo}

@@ -1,0 +1,124 @@
+"""Panoptic labels (semantic * divisor + instance) as DeepLab2 builds them."""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+
+import numpy as np
+
+from . import png
+from .errors import InputError
+from .labels import BY_ID, IGNORE_LABEL, THING_TRAIN_IDS
+
+
+def decode_instance_ids(data: bytes, path: str) -> np.ndarray:
+    """A `*_instanceIds.png` as uint16, refusing 8-bit or colour files."""
+    from PIL import Image
+
+    info = png.inspect(data, path)
+    if info.colour_type != 0 or info.bit_depth != 16:
+        raise InputError(
+            path,
+            f"instanceIds must be a 16-bit grayscale PNG, got colour type {info.colour_type} "
+            f"at {info.bit_depth} bits",
+        )
+    try:
+        array = np.asarray(Image.open(io.BytesIO(data)))
+    except (OSError, ValueError, SyntaxError) as error:
+        raise InputError(path, f"cannot decode label PNG ({error})") from None
+    return array.astype(np.uint16, copy=False)
+
+
+def instance_ids_lookup(
+    values: np.ndarray, path: str, treat_crowd_as_ignore: bool, label_divisor: int
+) -> dict[int, int]:
+    """Panoptic id for each distinct instanceIds value, given in ascending order.
+
+    Instances are numbered per class in ascending value order, which is the order
+    csCreatePanopticImgs lists segments and DeepLab2 numbers them.
+    """
+    ignored = IGNORE_LABEL * label_divisor
+    counts: dict[int, int] = defaultdict(int)
+    lookup: dict[int, int] = {}
+    for value in values.tolist():
+        label_id = value if value < 1000 else value // 1000
+        label = BY_ID.get(label_id)
+        if label is None or label_id < 0:
+            raise InputError(path, f"value {value} names label id {label_id}, not in the Cityscapes table")
+        if label.ignore_in_eval:
+            lookup[value] = ignored
+        elif not label.is_thing:
+            lookup[value] = label.train_id * label_divisor
+        elif value < 1000:  # a crowd ('group') region
+            lookup[value] = ignored if treat_crowd_as_ignore else label.train_id * label_divisor
+        else:
+            counts[label.train_id] += 1
+            if counts[label.train_id] >= label_divisor:
+                raise InputError(
+                    path, f"more than {label_divisor - 1} instances of '{label.name}' in one frame"
+                )
+            lookup[value] = label.train_id * label_divisor + counts[label.train_id]
+    return lookup
+
+
+def panoptic_from_instance_ids(
+    instance_ids: np.ndarray, path: str, treat_crowd_as_ignore: bool = True, label_divisor: int = 1000
+) -> np.ndarray:
+    flat = instance_ids.reshape(-1)
+    present = np.flatnonzero(np.bincount(flat, minlength=1))
+    lookup = instance_ids_lookup(present, path, treat_crowd_as_ignore, label_divisor)
+    table = np.full(int(present[-1]) + 1, IGNORE_LABEL * label_divisor, dtype=np.int32)
+    table[np.fromiter(lookup.keys(), dtype=np.intp)] = np.fromiter(lookup.values(), dtype=np.int32)
+    return table[instance_ids]
+
+
+def panoptic_from_segments(
+    panoptic_png: bytes,
+    segments: list[dict],
+    path: str,
+    treat_crowd_as_ignore: bool = True,
+    label_divisor: int = 1000,
+) -> np.ndarray:
+    """The prepared source: a COCO-panoptic PNG + its segments_info, checked as DeepLab2 does."""
+    from PIL import Image
+
+    png.inspect(panoptic_png, path)
+    try:
+        image = Image.open(io.BytesIO(panoptic_png))
+        if image.mode != "RGB":
+            raise InputError(path, f"panoptic PNG must be RGB, got mode {image.mode}")
+        rgb = np.asarray(image).astype(np.int32)
+    except (OSError, ValueError, SyntaxError) as error:
+        raise InputError(path, f"cannot decode panoptic PNG ({error})") from None
+    ids = rgb[..., 0] + (rgb[..., 1] << 8) + (rgb[..., 2] << 16)
+    present, inverse, areas = np.unique(ids, return_inverse=True, return_counts=True)
+    area_of = dict(zip(present.tolist(), areas.tolist()))
+
+    semantic = {}  # segment id -> (semantic, instance), later segments win like the reference
+    counts: dict[int, int] = defaultdict(int)
+    for segment in segments:
+        segment_id, category = int(segment["id"]), int(segment["category_id"])
+        area = area_of.get(segment_id, 0)
+        if area != segment["area"]:
+            raise InputError(path, f"segment {segment_id} should cover {segment['area']} pixels, covers {area}")
+        crowd = bool(segment.get("iscrowd", 0))
+        if category in THING_TRAIN_IDS:
+            if crowd:
+                semantic[segment_id] = (IGNORE_LABEL if treat_crowd_as_ignore else category, 0)
+                continue
+            counts[category] += 1
+            if counts[category] >= label_divisor:
+                raise InputError(path, f"more than {label_divisor - 1} instances of class {category}")
+            semantic[segment_id] = (category, counts[category])
+        elif crowd:
+            raise InputError(path, f"segment {segment_id} of stuff class {category} is marked crowd")
+        else:
+            semantic[segment_id] = (category, 0)
+
+    table = np.full(len(present), IGNORE_LABEL * label_divisor, dtype=np.int32)
+    index_of = {value: i for i, value in enumerate(present.tolist())}
+    for segment_id, (category, instance) in semantic.items():
+        if segment_id in index_of:
+            table[index_of[segment_id]] = category * label_divisor + instance
+    return table[inverse.reshape(ids.shape)]

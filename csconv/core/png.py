@@ -1,0 +1,89 @@
+"""PNG facts read from the file structure, without decoding pixels."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from dataclasses import dataclass
+
+from .errors import InputError
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+COLOUR_RGB = 2
+# Chunks that can make Pillow report other dimensions or mode than IHDR does
+# (DeepLab2 applies EXIF orientation); their presence sends a file down the slow path.
+_TRANSFORMING_CHUNKS = {b"eXIf", b"tEXt", b"zTXt", b"iTXt"}
+
+
+@dataclass(frozen=True)
+class PngInfo:
+    width: int
+    height: int
+    bit_depth: int
+    colour_type: int
+    plain: bool  # no chunk that could change what Pillow reports
+
+
+def inspect(data: bytes | memoryview, path: str, check_crc: bool = True) -> PngInfo:
+    """Walk the chunks: header facts, and an InputError naming `path` on any damage."""
+    view = memoryview(data)
+    if bytes(view[:8]) != SIGNATURE:
+        raise InputError(path, "not a PNG file (bad signature)")
+    pos, size = 8, len(view)
+    header: tuple[int, ...] | None = None
+    plain = True
+    while True:
+        if pos + 8 > size:
+            raise InputError(path, "truncated PNG (no IEND chunk)")
+        length, kind = struct.unpack_from(">I4s", view, pos)
+        end = pos + 8 + length + 4
+        if end > size:
+            raise InputError(path, f"truncated PNG (chunk {kind.decode('latin-1')!r} cut short)")
+        if check_crc:
+            (stored,) = struct.unpack_from(">I", view, end - 4)
+            if zlib.crc32(view[pos + 4 : end - 4]) != stored:
+                raise InputError(path, f"corrupt PNG (CRC mismatch in chunk {kind.decode('latin-1')!r})")
+        if header is None:
+            if kind != b"IHDR" or length != 13:
+                raise InputError(path, "corrupt PNG (first chunk is not IHDR)")
+            header = struct.unpack_from(">IIBB", view, pos + 8)
+        elif kind in _TRANSFORMING_CHUNKS:
+            plain = False
+        if kind == b"IEND":
+            break
+        pos = end
+    width, height, bit_depth, colour_type = header
+    return PngInfo(width, height, bit_depth, colour_type, plain)
+
+
+def rgb_image(data: bytes, path: str, check_crc: bool = True) -> tuple[bytes, int, int]:
+    """The image bytes DeepLab2 stores, with height and width.
+
+    An RGB PNG is kept byte for byte; anything else is decoded, converted to RGB and
+    re-encoded the way the reference does it (Pillow, EXIF orientation applied).
+    """
+    info = inspect(data, path, check_crc)
+    if info.colour_type == COLOUR_RGB and info.plain:
+        return data, info.height, info.width
+    return _normalise_with_pillow(data, path)
+
+
+def _normalise_with_pillow(data: bytes, path: str) -> tuple[bytes, int, int]:
+    from PIL import Image, ImageOps
+
+    try:
+        image = Image.open(io.BytesIO(data))
+        try:
+            image = ImageOps.exif_transpose(image)
+        except TypeError:
+            pass
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+            out = io.BytesIO()
+            image.save(out, format="png")
+            data = out.getvalue()
+        width, height = image.size
+    except (OSError, ValueError, SyntaxError) as error:
+        raise InputError(path, f"cannot decode image ({error})") from None
+    return data, height, width

@@ -1,0 +1,84 @@
+"""Typed records passed from the core to the sinks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+
+class Task(str, Enum):
+    PANOPTIC = "panoptic"
+    SEMANTIC = "semantic"
+
+
+class Source(str, Enum):
+    RAW = "raw"  # straight from the official download
+    PREPARED = "prepared"  # from cityscapesscripts' prework outputs
+    LABEL_IDS = "labelids"  # semantic only: remap the shipped labelIds (not reference-exact)
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    task: Task = Task.PANOPTIC
+    source: Source = Source.RAW
+    treat_crowd_as_ignore: bool = True
+    label_divisor: int = 1000
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One leftImg8bit image found on disk, with where its labels would be."""
+
+    root: str
+    split: str
+    city: str
+    name: str  # <city>_<seq>_<frame>, DeepLab2's image/filename
+    image_path: str
+
+    def gtfine_path(self, suffix: str) -> str:
+        import os
+
+        return os.path.join(self.root, "gtFine", self.split, self.city, f"{self.name}_gtFine_{suffix}")
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """One converted frame: what every sink stores.
+
+    ``label`` is an int32 HxW array for the panoptic task, PNG bytes for the semantic
+    task, and None on the test split.
+    """
+
+    split: str
+    filename: str
+    image: bytes
+    image_format: str
+    height: int
+    width: int
+    channels: int
+    label: np.ndarray | bytes | None
+    label_format: str | None
+
+    def label_bytes(self) -> bytes | memoryview | None:
+        """The label as DeepLab2 stores it: raw little-endian int32 or PNG bytes."""
+        if self.label is None or isinstance(self.label, bytes):
+            return self.label
+        array = np.ascontiguousarray(self.label, dtype="<i4")
+        return memoryview(array).cast("B")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sample):
+            return NotImplemented
+        fields = ("split", "filename", "image", "image_format", "height", "width", "channels", "label_format")
+        if any(getattr(self, f) != getattr(other, f) for f in fields):
+            return False
+        if isinstance(self.label, np.ndarray) or isinstance(other.label, np.ndarray):
+            return (
+                isinstance(self.label, np.ndarray)
+                and isinstance(other.label, np.ndarray)
+                and self.label.shape == other.label.shape
+                and bool(np.array_equal(self.label, other.label))
+            )
+        return self.label == other.label

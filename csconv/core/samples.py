@@ -1,0 +1,106 @@
+"""Turning one frame into one Sample. Pure per-frame work, so worker processes can run it."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from . import panoptic, png, semantic
+from .errors import CsconvError, InputError
+from .records import ConvertOptions, Frame, Sample, Source, Task
+
+TEST_SPLIT = "test"
+
+
+def read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise InputError(path, "dangling symbolic link") from None
+        raise InputError(path, "file not found") from None
+    except PermissionError:
+        raise InputError(path, "permission denied") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, expected a file") from None
+    except OSError as error:
+        raise InputError(path, f"cannot read ({error.strerror})") from None
+
+
+Annotation = tuple[str, list]  # (panoptic PNG file name, segments_info) from the prework JSON
+
+
+def load_prepared_annotations(root: str, split: str) -> dict[str, Annotation]:
+    """image_id -> annotation, from gtFine/cityscapes_panoptic_<split>_trainId.json."""
+    path = os.path.join(root, "gtFine", f"cityscapes_panoptic_{split}_trainId.json")
+    try:
+        doc = json.loads(read_file(path))
+        annotations = {}
+        for entry in doc["annotations"]:
+            image_id = entry["image_id"]
+            if image_id in annotations:
+                raise InputError(path, f"image id {image_id!r} appears twice")
+            annotations[image_id] = (entry["file_name"], entry["segments_info"])
+    except InputError:
+        raise
+    except (ValueError, KeyError, TypeError) as error:
+        raise InputError(path, f"malformed panoptic JSON ({error.__class__.__name__}: {error})") from None
+    return annotations
+
+
+def prepared_panoptic_path(frame: Frame, file_name: str) -> str:
+    folder = f"cityscapes_panoptic_{frame.split}_trainId"
+    return os.path.join(frame.root, "gtFine", folder, file_name)
+
+
+def build_sample(frame: Frame, options: ConvertOptions, annotation: Annotation | None = None) -> Sample:
+    image, height, width = png.rgb_image(read_file(frame.image_path), frame.image_path)
+    label, label_format = None, None
+    if frame.split != TEST_SPLIT:
+        label, label_format, (label_height, label_width), label_path = _label(frame, options, annotation)
+        if (label_height, label_width) != (height, width):
+            raise InputError(
+                label_path,
+                f"label is {label_width}x{label_height} but its image is {width}x{height}",
+            )
+    return Sample(
+        split=frame.split,
+        filename=frame.name,
+        image=image,
+        image_format="png",
+        height=height,
+        width=width,
+        channels=3,
+        label=label,
+        label_format=label_format,
+    )
+
+
+def _label(frame: Frame, options: ConvertOptions, annotation: Annotation | None):
+    if options.task is Task.PANOPTIC:
+        if options.source is Source.RAW:
+            path = frame.gtfine_path("instanceIds.png")
+            ids = panoptic.decode_instance_ids(read_file(path), path)
+            label = panoptic.panoptic_from_instance_ids(
+                ids, path, options.treat_crowd_as_ignore, options.label_divisor
+            )
+        else:
+            if annotation is None:
+                raise CsconvError(f"{frame.image_path}: no entry for {frame.name!r} in the prepared panoptic JSON")
+            file_name, segments = annotation
+            path = prepared_panoptic_path(frame, file_name)
+            label = panoptic.panoptic_from_segments(
+                read_file(path), segments, path, options.treat_crowd_as_ignore, options.label_divisor
+            )
+        return label, "raw", label.shape, path
+    if options.source is Source.RAW:
+        path = frame.gtfine_path("polygons.json")
+        label = semantic.semantic_png(read_file(path), path)
+    elif options.source is Source.LABEL_IDS:
+        path = frame.gtfine_path("labelIds.png")
+        label = semantic.semantic_png_from_label_ids(read_file(path), path)
+    else:
+        path = frame.gtfine_path("labelTrainIds.png")
+        label = read_file(path)
+    return label, "png", semantic.label_png_size(label, path), path

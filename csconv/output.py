@@ -1,0 +1,138 @@
+"""Shard files that appear under their final name only when complete."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+
+from .core.errors import CsconvError
+
+TEMP_SUFFIX = ".partial"
+# Dirty pages are flushed and dropped every this many bytes: letting the page cache
+# grow over a multi-GB run costs more CPU than the conversion itself.
+_SYNC_EVERY = 32 << 20
+_IOV_MAX = 1024
+
+
+def temp_name(name: str) -> str:
+    return f".{name}{TEMP_SUFFIX}"
+
+
+def is_temp_name(name: str) -> bool:
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+
+
+class OutputError(CsconvError):
+    pass
+
+
+class ShardFile:
+    """A binary stream written to a hidden temporary file, renamed into place by commit()."""
+
+    def __init__(self, directory: str, name: str):
+        self.directory = directory
+        self.final_path = os.path.join(directory, name)
+        self.temp_path = os.path.join(directory, temp_name(name))
+        self.size = 0
+        self.closed = False
+        self._unsynced = 0
+        self._sha256 = hashlib.sha256()
+        self._fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
+    # -- the file-object surface sink writers use ---------------------------------------
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        pass
+
+    def write(self, data) -> int:
+        self.writelines((data,))
+        return len(data)
+
+    def writelines(self, parts) -> None:
+        views = [memoryview(p).cast("B") for p in parts]
+        for view in views:
+            self._sha256.update(view)
+        for start in range(0, len(views), _IOV_MAX):
+            self._writev(views[start : start + _IOV_MAX])
+
+    def _writev(self, views: list[memoryview]) -> None:
+        while views:
+            try:
+                written = os.writev(self._fd, views)
+            except OSError as error:
+                raise self._write_error(error) from None
+            self.size += written
+            self._unsynced += written
+            while views and written >= len(views[0]):
+                written -= len(views[0])
+                views.pop(0)
+            if views and written:
+                views[0] = views[0][written:]
+        if self._unsynced >= _SYNC_EVERY:
+            self._drop_cache()
+
+    def _write_error(self, error: OSError) -> OutputError:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return OutputError(f"{self.temp_path}: output disk full or file size limit reached ({error.strerror})")
+        return OutputError(f"{self.temp_path}: cannot write ({error.strerror})")
+
+    def _drop_cache(self) -> None:
+        os.fdatasync(self._fd)
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        self._unsynced = 0
+
+    # -- completion ---------------------------------------------------------------------
+    @property
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
+
+    def commit(self) -> None:
+        try:
+            self._drop_cache()
+        except OSError as error:
+            raise self._write_error(error) from None
+        os.close(self._fd)
+        self.closed = True
+        os.replace(self.temp_path, self.final_path)
+        sync_directory(self.directory)
+
+    def abort(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+            self.closed = True
+        try:
+            os.unlink(self.temp_path)
+        except FileNotFoundError:
+            pass
+
+    def close(self) -> None:
+        """Writers may close their stream; the shard stays uncommitted until commit()."""
+
+
+def sync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    directory, name = os.path.split(path)
+    shard = ShardFile(directory or ".", name)
+    try:
+        shard.write(data)
+        shard.commit()
+    except BaseException:
+        shard.abort()
+        raise

@@ -1,0 +1,49 @@
+"""Progress on stderr: a bar on a terminal, a plain line every few seconds otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    def __init__(self, total: int, enabled: bool = True, stream=None, every_seconds: float = 10.0):
+        self.total = total
+        self.done = 0
+        self.stream = stream or sys.stderr
+        self.started = time.monotonic()
+        self._every = every_seconds
+        self._last_line = self.started
+        self._bar = None
+        self.enabled = enabled
+        if enabled and self.stream.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="frame", file=self.stream, dynamic_ncols=True, smoothing=0.1)
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        if self._bar is not None:
+            self._bar.update(count)
+            return
+        now = time.monotonic()
+        if self.enabled and now - self._last_line >= self._every:
+            self._last_line = now
+            elapsed = now - self.started
+            rate = self.done / elapsed if elapsed else 0.0
+            eta = (self.total - self.done) / rate if rate else float("inf")
+            print(
+                f"csconv: {self.done}/{self.total} frames ({100 * self.done / max(self.total, 1):.0f}%), "
+                f"{rate:.1f} frames/s, ETA {eta:.0f} s",
+                file=self.stream,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started

@@ -1,0 +1,41 @@
+"""What a sink is: the contract every output format, built-in or third-party, fulfils."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO, ClassVar
+
+from ..core.records import Sample
+
+
+class ShardWriter:
+    """Writes the samples of one shard into an open binary file, in order."""
+
+    def write(self, sample: Sample) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finish the format (footers, indexes). The caller closes and commits the file."""
+
+
+class Sink:
+    """An output format.
+
+    Subclasses set ``name`` (what ``--sink`` takes) and ``description``, and implement
+    ``shard_name``, ``open_writer`` and ``read_shard``. Writers run inside worker
+    processes: a sink class must be importable by its module path, and hold no state
+    that cannot be rebuilt from its constructor.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    def shard_name(self, split: str, index: int, num_shards: int) -> str:
+        raise NotImplementedError
+
+    def open_writer(self, stream: BinaryIO) -> ShardWriter:
+        raise NotImplementedError
+
+    def read_shard(self, path: str) -> Iterator[Sample]:
+        """The samples of one shard, as written: the reading side used by verify and tests."""
+        raise NotImplementedError

@@ -1,0 +1,184 @@
+"""TFRecord framing and tf.train.Example encoding, without TensorFlow.
+
+A record on disk is: uint64 length, masked CRC32C of the length, the data, masked
+CRC32C of the data (all little-endian). An Example is a small protobuf message, so it
+is written and parsed by hand here. Payloads travel as lists of buffers so the 8 MiB
+panoptic label is never copied just to be framed.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO, Union
+
+import google_crc32c
+
+Buffer = Union[bytes, bytearray, memoryview]
+FeatureValue = Union[Buffer, str, int, Sequence[int]]
+
+_MASK_DELTA = 0xA282EAD8
+
+
+def masked_crc32c(parts: Sequence[Buffer] | Buffer) -> int:
+    if isinstance(parts, (bytes, bytearray, memoryview)):
+        parts = (parts,)
+    crc = 0
+    for part in parts:
+        crc = google_crc32c.extend(crc, part)
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def frame(parts: Sequence[Buffer]) -> list[Buffer]:
+    """The buffers of one framed record, ready for writelines/writev."""
+    length = struct.pack("<Q", sum(len(p) for p in parts))
+    return [length + struct.pack("<I", masked_crc32c(length)), *parts, struct.pack("<I", masked_crc32c(parts))]
+
+
+class RecordError(ValueError):
+    def __init__(self, index: int, offset: int, problem: str):
+        super().__init__(f"record {index} at byte {offset}: {problem}")
+        self.index, self.offset, self.problem = index, offset, problem
+
+
+def iter_records(stream: BinaryIO, check_crc: bool = True) -> Iterator[bytes]:
+    index, offset = 0, 0
+    while True:
+        header = stream.read(12)
+        if not header:
+            return
+        if len(header) < 12:
+            raise RecordError(index, offset, "truncated length header")
+        length_bytes, length_crc = header[:8], struct.unpack("<I", header[8:])[0]
+        if check_crc and masked_crc32c(length_bytes) != length_crc:
+            raise RecordError(index, offset, "length CRC mismatch")
+        (length,) = struct.unpack("<Q", length_bytes)
+        data = stream.read(length)
+        footer = stream.read(4)
+        if len(data) < length or len(footer) < 4:
+            raise RecordError(index, offset, "truncated record")
+        if check_crc and masked_crc32c(data) != struct.unpack("<I", footer)[0]:
+            raise RecordError(index, offset, "data CRC mismatch")
+        yield data
+        index += 1
+        offset += 16 + length
+
+
+# --- protobuf: just what tf.train.Example needs -------------------------------------
+
+def _varint(value: int) -> bytes:
+    value &= 0xFFFFFFFFFFFFFFFF  # negative int64 values take ten bytes, two's complement
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, parts: Sequence[Buffer]) -> list[Buffer]:
+    """A length-delimited field, its body left as separate buffers."""
+    return [_varint(number << 3 | 2) + _varint(sum(len(p) for p in parts)), *parts]
+
+
+def _feature(value: FeatureValue) -> list[Buffer]:
+    if isinstance(value, str):
+        value = value.encode()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        bytes_list = _field(1, [value])
+        return _field(1, bytes_list)  # Feature.bytes_list
+    values = [value] if isinstance(value, int) else list(value)
+    packed = b"".join(_varint(v) for v in values)
+    return _field(3, _field(1, [packed]))  # Feature.int64_list, packed
+
+
+def encode_example(features: dict[str, FeatureValue]) -> list[Buffer]:
+    """A serialized tf.train.Example as a list of buffers, keys in sorted order."""
+    entries: list[Buffer] = []
+    for key in sorted(features):
+        entry = _field(1, [key.encode()]) + _field(2, _feature(features[key]))
+        entries += _field(1, entry)  # Features.feature map entry
+    return _field(1, entries)  # Example.features
+
+
+def _read_varint(data: memoryview, pos: int) -> tuple[int, int]:
+    result, shift = 0, 0
+    while True:
+        if pos >= len(data):
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _fields(data: memoryview) -> Iterator[tuple[int, int, object]]:
+    pos = 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _read_varint(data, pos)
+        elif wire == 2:
+            length, pos = _read_varint(data, pos)
+            if pos + length > len(data):
+                raise ValueError("truncated field")
+            value, pos = data[pos : pos + length], pos + length
+        elif wire == 5:
+            value, pos = data[pos : pos + 4], pos + 4
+        elif wire == 1:
+            value, pos = data[pos : pos + 8], pos + 8
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        yield number, wire, value
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def decode_example(data: Buffer) -> dict[str, list[bytes] | list[int]]:
+    """Parse a serialized tf.train.Example into key -> list of bytes or ints."""
+    features: dict[str, list[bytes] | list[int]] = {}
+    for number, _, body in _fields(memoryview(data)):
+        if number != 1:
+            continue
+        for entry_number, _, entry in _fields(body):
+            if entry_number != 1:
+                continue
+            key, value = None, []
+            for part_number, _, part in _fields(entry):
+                if part_number == 1:
+                    key = bytes(part).decode()
+                elif part_number == 2:
+                    value = _decode_feature(part)
+            if key is None:
+                raise ValueError("feature map entry without a key")
+            features[key] = value
+    return features
+
+
+def _decode_feature(data: memoryview) -> list[bytes] | list[int]:
+    for kind, _, body in _fields(data):
+        if kind == 1:
+            return [bytes(v) for n, _, v in _fields(body) if n == 1]
+        if kind == 3:
+            values: list[int] = []
+            for n, wire, v in _fields(body):
+                if n != 1:
+                    continue
+                if wire == 0:
+                    values.append(_signed(v))
+                else:
+                    packed, pos = v, 0
+                    while pos < len(packed):
+                        item, pos = _read_varint(packed, pos)
+                        values.append(_signed(item))
+            return values
+        if kind == 2:
+            raise ValueError("float_list features are not used by csconv")
+    return []
