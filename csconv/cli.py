@@ -43,8 +43,8 @@ def normalise_argv(argv: list[str]) -> list[str]:
         name = name.replace("-", "_")
         if name in BOOLEAN_FLAGS:
             out.append(f"--{name}={value if eq else 'true'}")
-        elif not eq and name.startswith("no") and name[2:] in BOOLEAN_FLAGS:
-            out.append(f"--{name[2:]}=false")
+        elif not eq and name.startswith("no") and name[2:].lstrip("_") in BOOLEAN_FLAGS:
+            out.append(f"--{name[2:].lstrip('_')}=false")
         else:
             out.append(f"--{name}{eq}{value}")
     return out

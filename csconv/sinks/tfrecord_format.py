@@ -12,7 +12,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO, Union
 
-import google_crc32c
+from crc32c import crc32c
 
 Buffer = Union[bytes, bytearray, memoryview]
 FeatureValue = Union[Buffer, str, int, Sequence[int]]
@@ -25,7 +25,7 @@ def masked_crc32c(parts: Sequence[Buffer] | Buffer) -> int:
         parts = (parts,)
     crc = 0
     for part in parts:
-        crc = google_crc32c.extend(crc, part)
+        crc = crc32c(part, crc)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 

@@ -1,0 +1,58 @@
+"""Command-line spelling: csconv's own flags and DeepLab2's absl flags both work."""
+
+import pytest
+
+from csconv import cli
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--create_panoptic_data=false"], ["--create_panoptic_data=false"]),
+        (["--nocreate_panoptic_data"], ["--create_panoptic_data=false"]),
+        (["--create-panoptic-data"], ["--create_panoptic_data=true"]),
+        (["--no-treat-crowd-as-ignore"], ["--treat_crowd_as_ignore=false"]),
+        (["--cityscapes-root=R", "--output_dir", "O"], ["--cityscapes_root=R", "--output_dir", "O"]),
+        (["--overwrite"], ["--overwrite=true"]),
+    ],
+)
+def test_flag_spellings_are_normalised(argv, expected):
+    assert cli.normalise_argv(argv) == expected
+
+
+def parse(*argv):
+    argv = cli.normalise_argv(list(argv))
+    return cli.build_parser().parse_args(["convert", *argv])
+
+
+def test_deeplab2_command_line_parses():
+    args = parse("--cityscapes_root=R", "--output_dir=O", "--create_panoptic_data=false", "--treat_crowd_as_ignore=false")
+    options = cli.options_from_args(args)
+    assert (args.cityscapes_root, args.output_dir) == ("R", "O")
+    assert options.task.value == "semantic" and options.treat_crowd_as_ignore is False
+
+
+def test_defaults_are_the_references():
+    args = parse("--cityscapes_root", "R", "--output_dir", "O")
+    options = cli.options_from_args(args)
+    assert options.task.value == "panoptic" and options.treat_crowd_as_ignore and options.label_divisor == 1000
+    assert args.num_shards == 10 and args.sink == "tfrecord" and args.splits == "train,val,test"
+
+
+def test_bad_boolean_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--cityscapes_root=R", "--output_dir=O", "--create_panoptic_data=maybe"])
+    assert exit_info.value.code == 2
+    assert "expected true or false" in capsys.readouterr().err
+
+
+def test_missing_root_is_one_line_exit_2(tmp_path, capsys):
+    code = cli.main(["--cityscapes_root", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "does not exist" in err and "Traceback" not in err
+
+
+def test_sinks_lists_the_builtin_tfrecord_sink(capsys):
+    assert cli.main(["sinks"]) == 0
+    assert "tfrecord" in capsys.readouterr().out
