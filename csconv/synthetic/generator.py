@@ -1,0 +1,180 @@
+"""Write a synthetic Cityscapes tree (leftImg8bit + gtFine) laid out like the real download."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from csconv.core.labels import BY_NAME, LABEL_DIVISOR, LABELS
+from csconv.synthetic.raster import render_labels
+from csconv.synthetic.scene import labelled_scene, placeholder_scene
+
+DEFAULT_CITIES: dict[str, list[str]] = {
+    "train": ["aachen", "bochum", "bremen", "cologne", "darmstadt", "dusseldorf", "erfurt",
+              "hamburg", "hanover", "jena", "krefeld", "monchengladbach", "strasbourg",
+              "stuttgart", "tubingen", "ulm", "weimar", "zurich"],
+    "val": ["frankfurt", "lindau", "munster"],
+    "test": ["berlin", "bielefeld", "bonn", "leverkusen", "mainz", "munich"],
+}
+LABELLED_SPLITS = ("train", "val", "train_extra")
+IMAGE_COMPRESS_LEVEL = 1
+LABEL_COMPRESS_LEVEL = 6
+# Real frames range from a street without a single object to crowded squares: train
+# frame 1 carries over a hundred cars, frame 2 no thing at all.
+CROWDED_FRAME, CROWDED_INSTANCES = 1, 120
+EMPTY_FRAME = 2
+NOISE = 2  # +-NOISE grey levels of per-pixel noise; makes the PNG a realistic 1-3 MB
+
+
+def frame_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    # crc32, not hash(): str hashing is randomised per process.
+    return np.random.default_rng([seed, zlib.crc32(split.encode()), index])
+
+
+def frame_names(split: str, count: int, cities: Sequence[str]) -> list[tuple[str, str]]:
+    """(city, '<city>_<seq:06d>_<frame:06d>') with frames dealt round-robin over cities."""
+    if not cities:
+        raise ValueError(f"no cities for split {split!r}")
+    out = []
+    for i in range(count):
+        city = cities[i % len(cities)]
+        out.append((city, f"{city}_{i // len(cities):06d}_000019"))
+    return out
+
+
+def _image_lut() -> np.ndarray:
+    """Photo-ish RGB for every instanceIds value: label colour, dulled, shaded per instance."""
+    values = np.arange(1 << 16)
+    label_ids = np.where(values < LABEL_DIVISOR, values, values // LABEL_DIVISOR)
+    colours = np.full((256, 3), 128, dtype=np.int32)
+    for label in LABELS:
+        if label.id >= 0:
+            colours[label.id] = label.color
+    colours[0] = (40, 40, 40)
+    colours[1] = (30, 30, 35)
+    base = colours[np.clip(label_ids, 0, 255)]
+    base = base * 0.75 + 30
+    shade = ((values % LABEL_DIVISOR) * 37 % 41 - 20)[:, None]
+    shade = np.where(values[:, None] >= LABEL_DIVISOR, shade, 0)
+    # Room for the gradient (-NOISE) and the noise (+2*NOISE) without wrapping.
+    return np.clip(base + shade, NOISE, 255 - 2 * NOISE).astype(np.uint8)
+
+
+_LUT: np.ndarray | None = None
+
+
+def render_image(inst: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """RGB uint8 image: per-segment colour, a soft vertical gradient and per-pixel noise."""
+    global _LUT
+    if _LUT is None:
+        _LUT = _image_lut()
+    h = inst.shape[0]
+    img = _LUT[inst]
+    img -= (np.arange(h, dtype=np.uint16) * NOISE // max(h, 1)).astype(np.uint8)[:, None, None]
+    # Binomial(2*NOISE, 1/2) from random bits: sensor-like, and deflates a bit better
+    # than uniform noise.
+    bits = rng.integers(0, 256, size=img.shape, dtype=np.uint8)
+    for k in range(2 * NOISE):
+        img += (bits >> k) & 1
+    return img
+
+
+def _colour_lut() -> np.ndarray:
+    lut = np.zeros((256, 4), dtype=np.uint8)
+    lut[:, 3] = 255
+    for label in LABELS:
+        if label.id >= 0:
+            lut[label.id, :3] = label.color
+    return lut
+
+
+def _mode_for(image_modes: Mapping | None, index: int, stem: str) -> str:
+    if not image_modes:
+        return "RGB"
+    for key in (stem, f"{stem}_leftImg8bit", index):
+        if key in image_modes:
+            return image_modes[key]
+    return "RGB"
+
+
+def _to_mode(rgb: np.ndarray, mode: str) -> Image.Image:
+    im = Image.fromarray(rgb, "RGB")
+    if mode == "RGB":
+        return im
+    if mode == "P":
+        return im.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    return im.convert(mode)
+
+
+def write_frame(root: Path, split: str, city: str, stem: str, objects: list[dict],
+                width: int, height: int, rng: np.random.Generator, *, mode: str = "RGB",
+                write_color: bool = False) -> Path:
+    label_ids, inst = render_labels(objects, width, height)
+    img_dir = root / "leftImg8bit" / split / city
+    gt_dir = root / "gtFine" / split / city
+    img_dir.mkdir(parents=True, exist_ok=True)
+    gt_dir.mkdir(parents=True, exist_ok=True)
+    gt = gt_dir / f"{stem}_gtFine"
+    doc = {"imgHeight": height, "imgWidth": width, "objects": objects}
+    Path(f"{gt}_polygons.json").write_text(json.dumps(doc, indent=4) + "\n")
+    Image.fromarray(label_ids, "L").save(f"{gt}_labelIds.png",
+                                         compress_level=LABEL_COMPRESS_LEVEL)
+    Image.fromarray(inst).save(f"{gt}_instanceIds.png", compress_level=LABEL_COMPRESS_LEVEL)
+    if write_color:
+        Image.fromarray(_colour_lut()[label_ids], "RGBA").save(
+            f"{gt}_color.png", compress_level=LABEL_COMPRESS_LEVEL)
+    out = img_dir / f"{stem}_leftImg8bit.png"
+    _to_mode(render_image(inst, rng), mode).save(out, compress_level=IMAGE_COMPRESS_LEVEL)
+    return out
+
+
+def _fitting_instances(width: int, height: int) -> int:
+    # The grid of extra instances needs a few pixels per instance; tiny test frames get fewer.
+    return max(0, min(CROWDED_INSTANCES, int(0.9 * width) * int(0.68 * height) // 16))
+
+
+def generate_dataset(root, split_sizes={"train": 3, "val": 2, "test": 2}, *, width=2048,
+                     height=1024, seed=0, cities=None, image_modes=None, write_color=False,
+                     many_instances=0, many_instances_label="car") -> list[Path]:
+    """Write a deterministic synthetic Cityscapes tree under `root`; returns the
+    leftImg8bit paths written, sorted.
+
+    split_sizes: frames per split. Splits other than 'test' get full polygon labels;
+    'test' gets placeholder labels (void borders only), like the real test set.
+    cities: split -> city names (frames dealt round-robin); defaults to real city names.
+    image_modes: frame index within a split, or file stem, -> Pillow mode
+    ('RGB', 'RGBA', 'L', 'P') for that leftImg8bit PNG.
+    many_instances: add this many extra visible instances of `many_instances_label` to
+    every labelled frame (e.g. 1200 cars, to overflow the 1000-per-class id space).
+    """
+    root = Path(root)
+    if width < 1 or height < 1:
+        raise ValueError("width and height must be positive")
+    if many_instances:
+        label = BY_NAME.get(many_instances_label)
+        if label is None or not label.has_instances:
+            raise ValueError(f"{many_instances_label!r} is not a label with instances")
+    written = []
+    for split, n in split_sizes.items():
+        names = frame_names(split, n, (cities or {}).get(split) or DEFAULT_CITIES.get(split)
+                            or DEFAULT_CITIES["train"])
+        for index, (city, stem) in enumerate(names):
+            rng = frame_rng(seed, split, index)
+            if split == "test":
+                objects = placeholder_scene(rng, width, height)
+            else:
+                extra, things = many_instances, True
+                if split == "train" and index == CROWDED_FRAME and not many_instances:
+                    extra = _fitting_instances(width, height)
+                elif split == "train" and index == EMPTY_FRAME:
+                    things = False
+                objects = labelled_scene(rng, width, height, extra, many_instances_label, things)
+            written.append(write_frame(root, split, city, stem, objects, width, height, rng,
+                                       mode=_mode_for(image_modes, index, stem),
+                                       write_color=write_color))
+    return sorted(written)
