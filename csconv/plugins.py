@@ -15,6 +15,8 @@ from .core.errors import CsconvError
 ENTRY_POINT_GROUP = "csconv"
 BUILTIN_PLUGINS = (
     "csconv.sinks.tfrecord",
+    "csconv.sinks.parquet",
+    "csconv.sinks.webdataset",
 )
 
 
@@ -65,7 +67,7 @@ def sinks() -> dict[str, SinkEntry]:
     """Every registered sink by name; a clash or a failing hook names the plugin."""
     pm, origins = plugin_manager()
     found: dict[str, SinkEntry] = {}
-    for impl in reversed(pm.hook.register_sinks.get_hookimpls()):  # registration order
+    for impl in pm.hook.register_sinks.get_hookimpls():  # registration order: built-ins first
         plugin_name = impl.plugin_name
         registered: list[type] = []
         try:
