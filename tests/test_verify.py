@@ -1,0 +1,74 @@
+"""`csconv verify`: a clean output passes; flipped, truncated and missing shards are named."""
+
+import os
+import shutil
+
+import pytest
+
+from csconv.convert import convert
+from csconv.verify import compare, format_report, verify
+
+
+@pytest.fixture(scope="module")
+def clean_output(tmp_path_factory):
+    from csconv.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("cityscapes")
+    generate_dataset(root, {"train": 12, "val": 3, "test": 2}, width=64, height=32)
+    out = tmp_path_factory.mktemp("out") / "tfrecord"
+    convert(str(root), str(out), show_progress=False)
+    return root, out
+
+
+@pytest.fixture
+def damaged(clean_output, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(clean_output[1], copy)
+    return copy
+
+
+def test_clean_output_verifies(clean_output):
+    report = verify(str(clean_output[1]))
+    assert report.ok, report.defects
+    assert (report.shards, report.records) == (30, 17)
+    assert "OK" in format_report(report)
+
+
+def test_flipped_byte_names_shard_and_record(damaged):
+    shard = damaged / "train-00001-of-00010.tfrecord"
+    data = bytearray(shard.read_bytes())
+    record_length = int.from_bytes(data[:8], "little") + 16
+    data[record_length + 100] ^= 0x40  # inside the second record
+    shard.write_bytes(bytes(data))
+    report = verify(str(damaged))
+    assert not report.ok
+    text = format_report(report)
+    assert "train-00001-of-00010.tfrecord: SHA-256 differs" in text
+    assert "train-00001-of-00010.tfrecord: record 1: unreadable" in text
+
+
+def test_truncated_shard_is_named(damaged):
+    shard = damaged / "val-00000-of-00010.tfrecord"
+    shard.write_bytes(shard.read_bytes()[:-10])
+    text = format_report(verify(str(damaged)))
+    assert "val-00000-of-00010.tfrecord: record 0: unreadable" in text
+    assert "bytes, the manifest says" in text
+
+
+def test_missing_shard_is_named(damaged):
+    os.unlink(damaged / "test-00001-of-00010.tfrecord")
+    report = verify(str(damaged))
+    assert report.defects == ["test-00001-of-00010.tfrecord: missing"]
+
+
+def test_against_finds_no_difference_between_equal_outputs_and_one_in_changed(clean_output, tmp_path):
+    root, out = clean_output
+    again = tmp_path / "again"
+    convert(str(root), str(again), workers=2, show_progress=False)
+    assert compare(str(out), str(again)) == []
+    semantic = tmp_path / "semantic"
+    from csconv.core.records import ConvertOptions, Task
+
+    convert(str(root), str(semantic), options=ConvertOptions(task=Task.SEMANTIC), show_progress=False)
+    differences = compare(str(out), str(semantic))
+    assert differences and "train-00000-of-00010.tfrecord vs train-00000-of-00010.tfrecord: record 0: label" in differences[0]
