@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from enum import Enum
 
@@ -31,16 +32,14 @@ class ConvertOptions:
 class Frame:
     """One leftImg8bit image found on disk, with where its labels would be."""
 
-    root: str
+    labels_base: str  # <root>/gtFine, or <archive>::gtFine (see core.sources)
     split: str
     city: str
     name: str  # <city>_<seq>_<frame>, DeepLab2's image/filename
     image_path: str
 
     def gtfine_path(self, suffix: str) -> str:
-        import os
-
-        return os.path.join(self.root, "gtFine", self.split, self.city, f"{self.name}_gtFine_{suffix}")
+        return os.path.join(self.labels_base, self.split, self.city, f"{self.name}_gtFine_{suffix}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,32 +8,19 @@ import os
 from . import panoptic, png, semantic
 from .errors import CsconvError, InputError
 from .records import ConvertOptions, Frame, Sample, Source, Task
+from .sources import read_file
 
 TEST_SPLIT = "test"
-
-
-def read_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        if os.path.islink(path):
-            raise InputError(path, "dangling symbolic link") from None
-        raise InputError(path, "file not found") from None
-    except PermissionError:
-        raise InputError(path, "permission denied") from None
-    except IsADirectoryError:
-        raise InputError(path, "is a folder, expected a file") from None
-    except OSError as error:
-        raise InputError(path, f"cannot read ({error.strerror})") from None
 
 
 Annotation = tuple[str, list]  # (panoptic PNG file name, segments_info) from the prework JSON
 
 
-def load_prepared_annotations(root: str, split: str) -> dict[str, Annotation]:
+def load_prepared_annotations(labels_base: str, split: str) -> dict[str, Annotation]:
     """image_id -> annotation, from gtFine/cityscapes_panoptic_<split>_trainId.json."""
-    path = os.path.join(root, "gtFine", f"cityscapes_panoptic_{split}_trainId.json")
+    if not ("::" in labels_base or labels_base.rstrip("/").endswith("gtFine")):
+        labels_base = os.path.join(labels_base, "gtFine")  # given the Cityscapes root
+    path = os.path.join(labels_base, f"cityscapes_panoptic_{split}_trainId.json")
     try:
         doc = json.loads(read_file(path))
         annotations = {}
@@ -51,7 +38,7 @@ def load_prepared_annotations(root: str, split: str) -> dict[str, Annotation]:
 
 def prepared_panoptic_path(frame: Frame, file_name: str) -> str:
     folder = f"cityscapes_panoptic_{frame.split}_trainId"
-    return os.path.join(frame.root, "gtFine", folder, file_name)
+    return os.path.join(frame.labels_base, folder, file_name)
 
 
 def build_sample(frame: Frame, options: ConvertOptions, annotation: Annotation | None = None) -> Sample:

@@ -1,0 +1,90 @@
+"""Converting straight from the two official zip archives, without unpacking them."""
+
+import os
+import zipfile
+
+import pytest
+
+from csconv.core import discover
+from csconv.core.errors import CsconvError, InputError
+from csconv.core.records import ConvertOptions, Task
+from csconv.core.samples import build_sample
+from csconv.core.sources import GTFINE_ZIP, IMAGES_ZIP, open_dataset
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    from csconv.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("cityscapes")
+    generate_dataset(root, {"train": 5, "val": 2, "test": 2}, width=64, height=32, image_modes={1: "L"})
+    return root
+
+
+def make_archives(tree, folder, compression=zipfile.ZIP_DEFLATED, splits=("train", "val", "test")):
+    """The two archives laid out as the download is: top folders plus a README and license."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for archive_name, top in ((GTFINE_ZIP, "gtFine"), (IMAGES_ZIP, "leftImg8bit")):
+        with zipfile.ZipFile(folder / archive_name, "w", compression=compression) as archive:
+            archive.writestr("README", "synthetic\n")
+            archive.writestr("license.txt", "none\n")
+            archive.writestr(f"__MACOSX/{top}/._junk_leftImg8bit.png", b"\x00\x05")
+            for dirpath, _, filenames in sorted(os.walk(tree / top)):
+                for filename in sorted(filenames):
+                    path = os.path.join(dirpath, filename)
+                    member = os.path.relpath(path, tree)
+                    if member.split(os.sep)[1] in splits:
+                        archive.write(path, member)
+    return folder / GTFINE_ZIP, folder / IMAGES_ZIP
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+@pytest.mark.parametrize("task", [Task.PANOPTIC, Task.SEMANTIC])
+def test_archives_give_the_same_samples_as_the_tree(tree, tmp_path, compression, task):
+    make_archives(tree, tmp_path, compression)
+    from_zip, from_tree = open_dataset(str(tmp_path)), open_dataset(str(tree))
+    assert from_zip.from_archives and not from_tree.from_archives
+    options = ConvertOptions(task=task)
+    for split in ("train", "val", "test"):
+        zipped, unpacked = discover.find_frames(from_zip, split), discover.find_frames(from_tree, split)
+        assert [f.name for f in zipped] == [f.name for f in unpacked]
+        for a, b in zip(zipped, unpacked):
+            assert build_sample(a, options) == build_sample(b, options)
+
+
+def test_archives_can_be_named_directly(tree, tmp_path):
+    gtfine, images = make_archives(tree, tmp_path / "elsewhere")
+    dataset = open_dataset(None, gtfine_zip=str(gtfine), images_zip=str(images))
+    assert dataset.splits_present() == ["test", "train", "val"]
+
+
+def test_archives_with_some_splits_hold_only_those(tree, tmp_path):
+    make_archives(tree, tmp_path, splits=("val",))
+    assert open_dataset(str(tmp_path)).splits_present() == ["val"]
+
+
+def test_corrupt_member_is_named(tree, tmp_path):
+    gtfine, _ = make_archives(tree, tmp_path, zipfile.ZIP_STORED)
+    member = next(n for n in zipfile.ZipFile(gtfine).namelist() if n.endswith("_instanceIds.png") and "/train/" in n)
+    info = zipfile.ZipFile(gtfine).getinfo(member)
+    data = bytearray(gtfine.read_bytes())
+    data[info.header_offset + 30 + len(info.filename) + info.compress_size // 2] ^= 0xFF  # inside the member's data
+    gtfine.write_bytes(bytes(data))
+    dataset = open_dataset(str(tmp_path))
+    frame = next(f for f in discover.find_frames(dataset, "train") if member.endswith(f.name + "_gtFine_instanceIds.png"))
+    with pytest.raises(InputError) as error:
+        build_sample(frame, ConvertOptions())
+    assert error.value.path == f"{gtfine}::{member}"
+    assert "corrupt archive member" in str(error.value) and "CRC" in str(error.value)
+
+
+def test_truncated_archive_is_named(tree, tmp_path):
+    _, images = make_archives(tree, tmp_path)
+    images.write_bytes(images.read_bytes()[: images.stat().st_size // 2])
+    with pytest.raises(InputError, match=f"{images}: not a readable zip archive"):
+        open_dataset(str(tmp_path))
+
+
+def test_a_folder_with_neither_tree_nor_archives_names_both(tmp_path):
+    with pytest.raises(CsconvError, match="missing leftImg8bit/ and gtFine/.*gtFine_trainvaltest.zip"):
+        open_dataset(str(tmp_path))
