@@ -1,0 +1,537 @@
+"""Benchmark csconv against the cityscapesscripts prework and against a minimal floor.
+
+    python bench/run.py --frames N [--workers-list 1,2] [--out BENCHMARKS.md]
+                        [--cache DIR] [--width 2048 --height 1024]
+
+Generates N synthetic full-size Cityscapes frames once (cached), then times each
+contender as a subprocess: wall time, CPU time of the whole process tree and peak
+memory (sum of RSS over the process tree). Prints a table and the project's targets
+with PASS/FAIL, and writes the same into a markdown file (replaced every run).
+
+The targets are reported, not enforced: the exit status is 0 whenever every
+contender ran, so CI can run this as a smoke test on a tiny, noisy set.
+Linux only: peak memory is read from /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLOOR_SCRIPT = os.path.join(REPO, "bench", "floor.py")
+SEED = 0
+SAMPLE_SECONDS = 0.02
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+MIB = 1 << 20
+
+
+# -- the data set ---------------------------------------------------------------------
+
+
+def split_sizes(frames: int) -> dict[str, int]:
+    """Cityscapes' own proportions (2975/500/1525: ~60/10/30 %), at least one per split."""
+    if frames < 3:
+        raise SystemExit("--frames must be at least 3 (one per split)")
+    val = max(1, round(frames * 0.10))
+    test = max(1, round(frames * 0.30))
+    return {"train": frames - val - test, "val": val, "test": test}
+
+
+def ensure_cache(cache: str, sizes: dict[str, int], width: int, height: int) -> None:
+    """Generate the synthetic tree unless a complete one with the same recipe is there.
+
+    A tree is complete when its marker file exists: the marker is written last, and the
+    tree is built under a temporary name, so a killed generation is never reused.
+    """
+    recipe = {"splits": sizes, "width": width, "height": height, "seed": SEED}
+    marker = os.path.join(cache, "bench-cache.json")
+    if os.path.exists(marker):
+        with open(marker) as f:
+            if json.load(f) == recipe:
+                print(f"bench: reusing {cache}")
+                return
+    from csconv.synthetic import generate_dataset
+
+    print(f"bench: generating {sum(sizes.values())} frames {width}x{height} into {cache}")
+    building = cache + ".partial"
+    shutil.rmtree(building, ignore_errors=True)
+    generate_dataset(building, sizes, width=width, height=height, seed=SEED)
+    with open(os.path.join(building, "bench-cache.json"), "w") as f:
+        json.dump(recipe, f)
+    shutil.rmtree(cache, ignore_errors=True)
+    os.rename(building, cache)
+
+
+def warm_page_cache(root: str) -> None:
+    """Read every file under root once, untimed.
+
+    Dropping the page cache needs root and a quiet disk; instead every contender
+    starts with its inputs already cached, so all of them are measured the same way.
+    """
+    for folder, _, names in os.walk(root):
+        for name in names:
+            with open(os.path.join(folder, name), "rb") as f:
+                while f.read(8 * MIB):
+                    pass
+
+
+# -- measuring one subprocess -----------------------------------------------------------
+
+
+class TreeMemorySampler(threading.Thread):
+    """Every SAMPLE_SECONDS, sums the RSS of a process and all its descendants; keeps the max.
+
+    Descendants are found through the parent pid in /proc/<pid>/stat (this kernel may
+    lack /proc/<pid>/task/*/children). Each pid's parent is read once and remembered,
+    so a sample costs one listdir of /proc plus one statm read per process of the tree.
+    """
+
+    def __init__(self, root_pid: int):
+        super().__init__(daemon=True)
+        self.root_pid = root_pid
+        self.peak_bytes = 0
+        self._parent_of: dict[int, int] = {}
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            self.sample()
+            if self._stop_event.wait(SAMPLE_SECONDS):
+                return
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+    def sample(self) -> None:
+        total = sum(rss_bytes(pid) for pid in self.tree_pids())
+        self.peak_bytes = max(self.peak_bytes, total)
+
+    def tree_pids(self) -> list[int]:
+        alive = {int(name) for name in os.listdir("/proc") if name.isdigit()}
+        for pid in list(self._parent_of):
+            if pid not in alive:  # forget exited processes, in case their pid is reused
+                del self._parent_of[pid]
+        for pid in alive - self._parent_of.keys():
+            parent = parent_pid(pid)
+            if parent is not None:
+                self._parent_of[pid] = parent
+        children: dict[int, list[int]] = {}
+        for pid, parent in self._parent_of.items():
+            children.setdefault(parent, []).append(pid)
+        tree, todo = [], [self.root_pid]
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(children.get(pid, ()))
+        return tree
+
+
+def parent_pid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:  # exited meanwhile
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    return int(stat[stat.rindex(b")") + 2 :].split()[1])
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * PAGE_SIZE
+    except (OSError, IndexError):
+        return 0
+
+
+@dataclass
+class Measurement:
+    name: str
+    command: str  # for the report, with the temporary paths abbreviated
+    frames: int  # frames this contender processes
+    labelled: int  # train + val frames of the data set
+    wall: float  # seconds
+    cpu: float  # seconds, user + sys of the whole process tree
+    peak_bytes: int
+
+    @property
+    def wall_ms_per_frame(self) -> float:
+        return 1000 * self.wall / self.frames
+
+    @property
+    def wall_ms_per_labelled(self) -> float:
+        return 1000 * self.wall / self.labelled
+
+    @property
+    def cpu_ms_per_frame(self) -> float:
+        return 1000 * self.cpu / self.frames
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_timed(argv: list[str], log_prefix: str, env: dict | None = None) -> tuple[float, float, int, str]:
+    """Run argv to completion: (wall s, CPU s, peak tree RSS bytes, stdout text).
+
+    CPU time is the RUSAGE_CHILDREN delta: it covers every descendant that was waited
+    for, which includes multiprocessing workers (the pool reaps them). Output goes to
+    files, not pipes, so a chatty process can never block on a full pipe.
+    """
+    with open(log_prefix + ".out", "wb+") as out, open(log_prefix + ".err", "wb+") as err:
+        cpu_before = children_cpu_seconds()
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
+        sampler = TreeMemorySampler(process.pid)
+        sampler.start()
+        returncode = process.wait()
+        wall = time.perf_counter() - started
+        sampler.stop()
+        cpu = children_cpu_seconds() - cpu_before
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    if returncode != 0:
+        raise SystemExit(f"bench: {shlex.join(argv)} failed with status {returncode}:\n{stderr[-3000:]}")
+    return wall, cpu, sampler.peak_bytes, stdout
+
+
+# -- the contenders ---------------------------------------------------------------------
+
+
+def csconv_argv(root: str, output_dir: str, panoptic: bool, workers: int) -> list[str]:
+    argv = [sys.executable, "-m", "csconv", "--cityscapes_root", root, "--output_dir", output_dir]
+    if not panoptic:
+        argv.append("--create_panoptic_data=false")
+    return argv + ["--workers", str(workers), "--overwrite", "--quiet"]
+
+
+def shard_hashes(directory: str) -> dict[str, str]:
+    hashes = {}
+    for name in sorted(os.listdir(directory)):
+        digest = hashlib.sha256()
+        with open(os.path.join(directory, name), "rb") as f:
+            while chunk := f.read(8 * MIB):
+                digest.update(chunk)
+        hashes[name] = digest.hexdigest()
+    return hashes
+
+
+def bench_csconv(root, scratch, sizes, panoptic: bool, workers_list: list[int]) -> tuple[list[Measurement], bool]:
+    """One run per worker count; returns the measurements and whether all outputs agree.
+
+    Every output is kept until the last run of this task is done, then hashed and deleted.
+    """
+    task = "panoptic" if panoptic else "semantic"
+    measurements, outputs = [], []
+    for workers in workers_list:
+        output_dir = os.path.join(scratch, f"csconv-{task}-w{workers}")
+        argv = csconv_argv(root, output_dir, panoptic, workers)
+        warm_page_cache(root)
+        wall, cpu, peak, _ = run_timed(argv, output_dir)
+        shown = shlex.join(csconv_argv("R", "O", panoptic, workers)).replace(sys.executable, "python")
+        measurements.append(
+            Measurement(f"csconv {task}, {workers} worker(s)", shown, sum(sizes.values()),
+                        sizes["train"] + sizes["val"], wall, cpu, peak)
+        )
+        outputs.append(output_dir)
+    hashes = [shard_hashes(d) for d in outputs]
+    identical = all(h == hashes[0] for h in hashes) and bool(hashes[0])
+    for directory in outputs:
+        shutil.rmtree(directory)
+    return measurements, identical
+
+
+def bench_floor(root, scratch, sizes) -> Measurement:
+    output = os.path.join(scratch, "floor.bin")
+    warm_page_cache(root)
+    wall, cpu, peak, _ = run_timed([sys.executable, FLOOR_SCRIPT, root, output], output)
+    os.unlink(output)
+    return Measurement("floor (bench/floor.py)", "python bench/floor.py R O/floor.bin",
+                       sum(sizes.values()), sizes["train"] + sizes["val"], wall, cpu, peak)
+
+
+def count_after(text: str, marker: str) -> int:
+    """Sum of the numbers that follow `marker` in a script's output, e.g. 'Processing 10 ...'."""
+    total = 0
+    for line in text.replace("\r", "\n").splitlines():
+        if marker in line:
+            total += int(line.split(marker, 1)[1].split()[0])
+    return total
+
+
+def bench_prework(root, scratch, sizes, module: str, shown: str, count_marker: str) -> Measurement:
+    """A cityscapesscripts script on a fresh copy of gtFine (they write next to their inputs).
+
+    Both scripts walk every split they find, test included (csCreatePanopticImgs defaults
+    to --set-names val train test; csCreateTrainIdLabelImgs globs gtFine/*/*/), so the
+    number of frames is read from their own output rather than assumed.
+    """
+    copy_root = os.path.join(scratch, "prework-root")
+    shutil.rmtree(copy_root, ignore_errors=True)
+    shutil.copytree(os.path.join(root, "gtFine"), os.path.join(copy_root, "gtFine"))
+    env = dict(os.environ, CITYSCAPES_DATASET=copy_root)
+    argv = [sys.executable, "-m", module] + shown.split()[1:]
+    warm_page_cache(copy_root)
+    wall, cpu, peak, stdout = run_timed(argv, os.path.join(scratch, module.rsplit(".", 1)[-1]), env)
+    shutil.rmtree(copy_root)
+    frames = count_after(stdout, count_marker)
+    if frames == 0:
+        raise SystemExit(f"bench: could not read how many frames {shown} processed from:\n{stdout[-2000:]}")
+    return Measurement(shown.split()[0], f"CITYSCAPES_DATASET=R {shown}", frames,
+                       sizes["train"] + sizes["val"], wall, cpu, peak)
+
+
+# -- targets ----------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    name: str
+    measured: str
+    goal: str
+    passed: bool | None  # None: not measured in this run
+
+
+def by_name(measurements: list[Measurement], name: str) -> Measurement | None:
+    return next((m for m in measurements if m.name == name), None)
+
+
+def evaluate_targets(ms: list[Measurement], identical: dict[str, bool]) -> list[Target]:
+    pan1 = by_name(ms, "csconv panoptic, 1 worker(s)")
+    pan2 = by_name(ms, "csconv panoptic, 2 worker(s)")
+    sem2 = by_name(ms, "csconv semantic, 2 worker(s)")
+    floor = by_name(ms, "floor (bench/floor.py)")
+    cs_pan = by_name(ms, "csCreatePanopticImgs")
+    cs_sem = by_name(ms, "csCreateTrainIdLabelImgs")
+    targets = []
+
+    def add(name, goal, needed, compute):
+        if all(needed):
+            value, text, passed = compute()
+            targets.append(Target(name, text, goal, passed))
+        else:
+            targets.append(Target(name, "not measured", goal, None))
+
+    def speedup_pan():
+        x = cs_pan.wall_ms_per_labelled / pan2.wall_ms_per_labelled
+        return x, f"{x:.1f}x ({cs_pan.wall_ms_per_labelled:.0f} vs {pan2.wall_ms_per_labelled:.1f} ms/labelled frame)", x >= 20
+
+    def pan2_per_labelled():
+        v = pan2.wall_ms_per_labelled
+        return v, f"{v:.1f} ms/labelled frame ({pan2.wall_ms_per_frame:.1f} ms/frame over all frames)", v < 13
+
+    def speedup_sem():
+        x = cs_sem.wall_ms_per_labelled / sem2.wall_ms_per_labelled
+        return x, f"{x:.2f}x ({cs_sem.wall_ms_per_labelled:.0f} vs {sem2.wall_ms_per_labelled:.1f} ms/labelled frame)", x >= 1.25
+
+    def vs_floor():
+        x = pan1.cpu_ms_per_frame / floor.cpu_ms_per_frame
+        wall = pan1.wall_ms_per_frame / floor.wall_ms_per_frame
+        return x, f"CPU {x:.2f}x ({pan1.cpu_ms_per_frame:.1f} vs {floor.cpu_ms_per_frame:.1f} ms/frame); wall {wall:.2f}x", x <= 2.0
+
+    def scaling():
+        x = pan1.wall / pan2.wall
+        return x, f"{x:.2f}x ({pan1.wall:.2f} s -> {pan2.wall:.2f} s)", x >= 1.7
+
+    def memory():
+        peak = max(m.peak_bytes for m in (pan2, sem2) if m is not None) / MIB
+        return peak, f"{peak:.0f} MiB (max of panoptic and semantic at 2 workers)", peak < 1024
+
+    add("csconv panoptic (2 workers) vs csCreatePanopticImgs, per labelled frame", ">= 20x faster", [pan2, cs_pan], speedup_pan)
+    add("csconv panoptic wall per labelled frame, 2 workers", "< 13 ms", [pan2], pan2_per_labelled)
+    add("csconv semantic (2 workers) vs csCreateTrainIdLabelImgs, per labelled frame", ">= 1.25x faster", [sem2, cs_sem], speedup_sem)
+    add("csconv panoptic 1 worker vs floor, CPU per frame", "<= 2.0x", [pan1, floor], vs_floor)
+    add("csconv panoptic throughput, 2 workers vs 1", ">= 1.7x", [pan1, pan2], scaling)
+    add("csconv peak memory (sum of RSS of the tree), 2 workers", "< 1024 MiB", [pan2 or sem2], memory)
+    for task, same in identical.items():
+        text = "identical" if same else "DIFFERENT"
+        targets.append(Target(f"csconv {task} output bytes, all worker counts", text, "SHA-256 of every output file equal", same))
+    return targets
+
+
+# -- the report -------------------------------------------------------------------------
+
+
+def results_table(ms: list[Measurement]) -> list[str]:
+    lines = [
+        "| contender | frames | wall s | wall ms/frame | wall ms/labelled frame | CPU ms/frame | peak MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in ms:
+        lines.append(
+            f"| {m.name} | {m.frames} | {m.wall:.2f} | {m.wall_ms_per_frame:.1f} | {m.wall_ms_per_labelled:.1f} "
+            f"| {m.cpu_ms_per_frame:.1f} | {m.peak_bytes / MIB:.0f} |"
+        )
+    return lines
+
+
+def targets_table(targets: list[Target]) -> list[str]:
+    lines = ["| target | measured | goal | result |", "|---|---|---|---|"]
+    for t in targets:
+        result = "n/a" if t.passed is None else ("PASS" if t.passed else "FAIL")
+        lines.append(f"| {t.name} | {t.measured} | {t.goal} | {result} |")
+    return lines
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def memory_total() -> str:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / (1 << 20):.1f} GiB"
+    return "unknown"
+
+
+def versions() -> str:
+    import numpy
+    import PIL
+
+    import csconv
+
+    try:
+        scripts = importlib.metadata.version("cityscapesScripts")
+    except importlib.metadata.PackageNotFoundError:
+        scripts = "?"
+    return (f"Python {platform.python_version()}, numpy {numpy.__version__}, Pillow {PIL.__version__}, "
+            f"csconv {csconv.__version__}, cityscapesscripts {scripts}")
+
+
+def report(args, sizes, ms, targets, load_at_start) -> str:
+    labelled = sizes["train"] + sizes["val"]
+    lines = [
+        "# csconv benchmark",
+        "",
+        f"Written by `{shlex.join(['python', 'bench/run.py', *sys.argv[1:]])}` on "
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}. Replaced on every run.",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores",
+        f"- Memory: {memory_total()}",
+        f"- Load average when the run started: {load_at_start}",
+        f"- {platform.system()} {platform.release()}; {versions()}",
+        "",
+        "## Data",
+        "",
+        f"{sum(sizes.values())} synthetic frames of {args.width}x{args.height} from `csconv.synthetic` (seed {SEED}): "
+        f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']}; labelled frames = train + val = {labelled}.",
+        "Inputs come from a warm page cache: before every timed run the benchmark reads all of that "
+        "contender's input files once, untimed, so no contender pays for disk reads the others do not.",
+        "",
+        "## Results",
+        "",
+        *results_table(ms),
+        "",
+        "## Targets",
+        "",
+        *targets_table(targets),
+        "",
+        "## Method",
+        "",
+        "- Each contender is one subprocess, run one after the other. Wall time includes interpreter start-up "
+        "and imports, so small runs overstate the per-frame cost.",
+        "- CPU = user + sys of the whole process tree (`getrusage(RUSAGE_CHILDREN)` before/after).",
+        f"- Peak memory = the largest sum of RSS over the process tree, sampled every {SAMPLE_SECONDS * 1000:.0f} ms "
+        "from /proc. Pages shared between a parent and its forked workers are counted in every "
+        "process that maps them, so this is an upper bound.",
+        "- ms/frame divides by the frames the contender processes; ms/labelled frame divides by train + val. "
+        "The cityscapesscripts scripts process the test split too (their frame count is read from their output), "
+        "but only the labelled frames are needed before DeepLab2's own conversion.",
+        "- The cityscapesscripts scripts run on a fresh copy of gtFine/ (they write next to their inputs); "
+        "the copy is made before the clock starts. They, csconv and the floor all run as "
+        "`<this python> -m <module>` (what the console scripts call), so no launcher shim is timed.",
+        "- Output identity: every worker count's output is kept until the last run of that task, "
+        "then the SHA-256 of every file is compared.",
+        "- The floor (bench/floor.py) does only the unavoidable work of the panoptic conversion in one process: read each "
+        "image and its PNG header; for labelled frames read, decode and table-map the 16-bit instanceIds PNG; "
+        "CRC32C the output bytes; write them to one file with fdatasync + FADV_DONTNEED every 32 MiB.",
+        "",
+        "Commands (R = the synthetic Cityscapes root, O = a scratch folder on the same disk):",
+        "",
+        *[f"- {m.name}: `{m.command}`" for m in ms],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# -- main -------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, required=True, help="synthetic frames in all (>= 3)")
+    parser.add_argument("--workers-list", default="1,2", help="csconv worker counts to time (default 1,2)")
+    parser.add_argument("--out", default=os.path.join(REPO, "BENCHMARKS.md"), help="markdown report to (over)write")
+    parser.add_argument("--cache", help="synthetic data folder (default bench/.cache/<w>x<h>-<frames>-seed0)")
+    parser.add_argument("--width", type=int, default=2048)
+    parser.add_argument("--height", type=int, default=1024)
+    args = parser.parse_args(argv)
+    args.workers = [int(w) for w in args.workers_list.split(",") if w.strip()]
+    if not args.workers or min(args.workers) < 1:
+        parser.error("--workers-list needs positive integers")
+    if args.cache is None:
+        args.cache = os.path.join(REPO, "bench", ".cache", f"{args.width}x{args.height}-{args.frames}-seed{SEED}")
+    args.cache = os.path.abspath(args.cache)
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    sizes = split_sizes(args.frames)
+    ensure_cache(args.cache, sizes, args.width, args.height)
+    root = args.cache
+    # Scratch output next to the cache: same disk, and never inside the cached tree.
+    scratch = tempfile.mkdtemp(prefix="bench-run-", dir=os.path.dirname(args.cache))
+    try:
+        ms = [bench_floor(root, scratch, sizes)]
+        identical = {}
+        for panoptic in (True, False):
+            runs, same = bench_csconv(root, scratch, sizes, panoptic, args.workers)
+            ms += runs
+            identical["panoptic" if panoptic else "semantic"] = same
+        ms.append(bench_prework(root, scratch, sizes, "cityscapesscripts.preparation.createPanopticImgs",
+                                "csCreatePanopticImgs --use-train-id", "Converting "))
+        ms.append(bench_prework(root, scratch, sizes, "cityscapesscripts.preparation.createTrainIdLabelImgs",
+                                "csCreateTrainIdLabelImgs", "Processing "))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    targets = evaluate_targets(ms, identical)
+    text = report(args, sizes, ms, targets, load_at_start)
+    with open(args.out, "w") as f:
+        f.write(text)
+    print("\n".join(results_table(ms) + [""] + targets_table(targets)))
+    print(f"\nbench: report written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,47 @@
+"""Smoke test for bench/run.py: it runs end to end on a tiny set and writes its report.
+
+No speed figure is asserted: CI machines are noisy and 3 tiny frames measure start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_HEADER = "| contender | frames | wall s | wall ms/frame | wall ms/labelled frame | CPU ms/frame | peak MiB |"
+CONTENDERS = (
+    "floor (bench/floor.py)",
+    "csconv panoptic, 1 worker(s)",
+    "csconv panoptic, 2 worker(s)",
+    "csconv semantic, 1 worker(s)",
+    "csconv semantic, 2 worker(s)",
+    "csCreatePanopticImgs",
+    "csCreateTrainIdLabelImgs",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the benchmark reads /proc")
+def test_bench_runs_and_writes_the_table(tmp_path):
+    pytest.importorskip("cityscapesscripts")
+    report = tmp_path / "B.md"
+    argv = [
+        sys.executable, os.path.join(REPO, "bench", "run.py"),
+        "--frames", "3", "--width", "256", "--height", "128",
+        "--out", str(report), "--cache", str(tmp_path / "cache"),
+    ]
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    text = report.read_text()
+    assert RESULTS_HEADER in text
+    table_rows = [line for line in text.splitlines() if line.startswith("| ")]
+    for name in CONTENDERS:
+        assert any(row.startswith(f"| {name} |") for row in table_rows), name
+    assert "| target | measured | goal | result |" in text
+    # Scratch output is cleaned up; only the cache and the report remain.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["B.md", "cache"]
