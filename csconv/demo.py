@@ -34,7 +34,11 @@ def demo(directory: str, width: int = 512, height: int = 256, workers: int = 1) 
           f"({time.monotonic() - started:.1f} s)")
 
     reference = None
-    for name in sinks():
+    for name, entry in sinks().items():
+        missing = entry.sink_class.missing_requirement()
+        if missing:
+            print(f"{name:<12} skipped: {missing}")
+            continue
         output_dir = os.path.join(directory, name)
         summary = convert(root, output_dir, sink_name=name, options=ConvertOptions(), workers=workers,
                           overwrite=True, show_progress=False)

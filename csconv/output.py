@@ -55,7 +55,7 @@ class ShardFile:
 
     def write(self, data) -> int:
         self.writelines((data,))
-        return len(data)
+        return memoryview(data).nbytes
 
     def writelines(self, parts) -> None:
         views = [memoryview(p).cast("B") for p in parts]

@@ -93,4 +93,7 @@ def get_sink(name: str):
     available = sinks()
     if name not in available:
         raise CsconvError(f"unknown sink {name!r}; registered sinks: {', '.join(sorted(available))}")
+    missing = available[name].sink_class.missing_requirement()
+    if missing:
+        raise CsconvError(missing)
     return available[name].sink_class()

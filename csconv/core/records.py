@@ -78,6 +78,7 @@ class Sample:
                 isinstance(self.label, np.ndarray)
                 and isinstance(other.label, np.ndarray)
                 and self.label.shape == other.label.shape
+                and self.label.dtype == other.label.dtype
                 and bool(np.array_equal(self.label, other.label))
             )
         return self.label == other.label

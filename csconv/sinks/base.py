@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from typing import BinaryIO, ClassVar
 
@@ -29,6 +30,17 @@ class Sink:
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    # (importable module, csconv extra that installs it) for optional packages the
+    # sink imports on first use, so a missing one only disables this sink.
+    requires: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    @classmethod
+    def missing_requirement(cls) -> str | None:
+        """How to install what this sink lacks, or None when it can run."""
+        for module, extra in cls.requires:
+            if importlib.util.find_spec(module) is None:
+                return f"the {cls.name} sink needs {module}: pip install 'csconv[{extra}]'"
+        return None
 
     def shard_name(self, split: str, index: int, num_shards: int) -> str:
         raise NotImplementedError
