@@ -15,10 +15,14 @@ import warnings
 from . import __version__
 from .core.discover import SPLITS
 from .core.errors import CsconvError
+from .resume import RunInterrupted
 from .core.records import ConvertOptions, Source, Task
 
-BOOLEAN_FLAGS = {"create_panoptic_data", "treat_crowd_as_ignore", "strict_sizes", "overwrite", "debug", "quiet"}
-COMMANDS = {"convert", "sinks", "demo", "synth"}
+BOOLEAN_FLAGS = {
+    "create_panoptic_data", "treat_crowd_as_ignore", "strict_sizes", "overwrite", "debug", "quiet",
+    "resume", "keep_going", "decode_check",
+}
+COMMANDS = {"convert", "sinks", "demo", "synth", "verify"}
 _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
 
@@ -77,7 +81,21 @@ def _add_conversion_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num_shards", type=int, default=10, help="shards per split (default 10, as DeepLab2)")
     parser.add_argument("--label_divisor", type=int, default=1000, help="panoptic id = semantic * divisor + instance")
     _bool_flag(parser, "strict_sizes", False, "refuse splits whose size differs from the official one, as DeepLab2 does")
-    _bool_flag(parser, "overwrite", False, "replace csconv output files already in --output_dir")
+    _bool_flag(parser, "overwrite", False, "replace csconv output files already in --output_dir (only csconv's own)")
+    _bool_flag(
+        parser, "resume", False,
+        "finish an interrupted run in --output_dir: keep the shards proven complete (size, SHA-256, "
+        "same sink, options and input frames), redo the rest",
+    )
+    _bool_flag(
+        parser, "keep_going", False,
+        "on a bad input frame, leave it out of its shard, list it in the manifest and the summary, "
+        "convert the rest and exit 1",
+    )
+    _bool_flag(
+        parser, "decode_check", False,
+        "fully decode every input PNG (catches damage inside compressed data whose CRCs match; slower)",
+    )
     _bool_flag(parser, "quiet", False, "no progress lines and no summary")
     _bool_flag(parser, "debug", False, "show tracebacks")
 
@@ -102,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--width", type=int, default=512)
     demo.add_argument("--height", type=int, default=256)
     demo.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+
+    verify = commands.add_parser("verify", help="check an output folder against its manifest, record by record")
+    verify.add_argument("output_dir", help="a csconv output folder")
+    verify.add_argument("--against", help="also compare every sample with this other output folder")
+    _bool_flag(verify, "debug", False, "show tracebacks")
 
     synth = commands.add_parser("synth", help="generate a deterministic synthetic Cityscapes tree")
     synth.add_argument("--root", required=True, help="folder to create the tree in")
@@ -129,8 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     except CsconvError as error:
         if debug:
             raise
-        print(f"csconv: error: {error}", file=sys.stderr)
+        notes = "".join(f" ({note})" for note in getattr(error, "__notes__", ()))
+        print(f"csconv: error: {error}{notes}", file=sys.stderr)
         return 2
+    except RunInterrupted as stopped:
+        print(f"csconv: {stopped}", file=sys.stderr)
+        return 128 + stopped.signum
     except KeyboardInterrupt:
         print("csconv: interrupted", file=sys.stderr)
         return 130
@@ -166,9 +193,16 @@ def run_convert(args) -> int:
             strict_sizes=args.strict_sizes,
             overwrite=args.overwrite,
             show_progress=not args.quiet,
+            resume_run=args.resume,
+            keep_going=args.keep_going,
+            decode_check=args.decode_check,
         )
     if not args.quiet:
         print_summary(summary, args.output_dir)
+    if summary.skipped:
+        # Printed even with --quiet: a skipped frame is never silent.
+        print_skipped(summary)
+        return 1
     return 0
 
 
@@ -177,20 +211,54 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def print_summary(summary, output_dir: str) -> None:
-    rate = summary.records / summary.seconds if summary.seconds else 0.0
+    written = [s for s in summary.shards if not s.kept]
+    records = sum(s.records for s in written)
+    rate = records / summary.seconds if summary.seconds else 0.0
     per_split = ", ".join(f"{split} {count}" for split, count in summary.splits.items())
     print(
         f"csconv: wrote {summary.records} records ({per_split}) in {len(summary.shards)} shards, "
         f"{summary.bytes / 2**20:.1f} MiB, in {summary.seconds:.1f} s ({rate:.1f} frames/s) to {output_dir}",
         file=sys.stderr,
     )
+    if summary.kept:
+        print(
+            f"csconv: resumed: kept {summary.kept} shard(s) an earlier run had completed, wrote {len(written)}",
+            file=sys.stderr,
+        )
+
+
+def print_skipped(summary) -> None:
+    skipped = summary.skipped
+    print(f"csconv: skipped {len(skipped)} bad frame(s) (--keep_going; listed in the manifest):", file=sys.stderr)
+    for frame in skipped:
+        print(f"csconv: skipped {frame.split} frame {frame.index} ({frame.shard}): {frame.path}: {frame.reason}",
+              file=sys.stderr)
+
+
+def run_verify(args) -> int:
+    from .verify import compare, format_report, verify
+
+    report = verify(args.output_dir)
+    print(format_report(report))
+    ok = report.ok
+    if args.against:
+        differences = compare(args.output_dir, args.against)
+        for line in differences:
+            print(f"  differs: {line}")
+        if differences:
+            ok = False
+        else:
+            print(f"OK: every sample equals {args.against}'s")
+    return 0 if ok else 1
 
 
 def run_sinks(args) -> int:
     from .plugins import sinks
 
     for entry in sinks().values():
-        print(f"{entry.name:<12} {entry.sink_class.description}  [{entry.origin}: {entry.plugin}]")
+        missing = entry.sink_class.missing_requirement()
+        note = f"  (unavailable: {missing})" if missing else ""
+        print(f"{entry.name:<12} {entry.sink_class.description}  [{entry.origin}: {entry.plugin}]{note}")
     return 0
 
 
@@ -212,4 +280,6 @@ def run_demo(args) -> int:
     return demo(args.directory, width=args.width, height=args.height, workers=args.workers)
 
 
-COMMAND_HANDLERS = {"convert": run_convert, "sinks": run_sinks, "synth": run_synth, "demo": run_demo}
+COMMAND_HANDLERS = {
+    "convert": run_convert, "sinks": run_sinks, "synth": run_synth, "demo": run_demo, "verify": run_verify,
+}

@@ -82,8 +82,11 @@ class ShardFile:
 
     def _write_error(self, error: OSError) -> OutputError:
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            return OutputError(f"{self.temp_path}: output disk full or file size limit reached ({error.strerror})")
-        return OutputError(f"{self.temp_path}: cannot write ({error.strerror})")
+            return OutputError(
+                f"{self.final_path}: output disk full or file size limit reached ({error.strerror}); "
+                "its temporary file is removed"
+            )
+        return OutputError(f"{self.final_path}: cannot write ({error.strerror}); its temporary file is removed")
 
     def _drop_cache(self) -> None:
         os.fdatasync(self._fd)

@@ -106,7 +106,9 @@ def test_sample_equality_sees_label_differences():
     a = Sample("train", "x", b"i", "png", 1, 2, 3, np.array([[1, 2]], dtype="<i4"), "raw")
     b = Sample("train", "x", b"i", "png", 1, 2, 3, np.array([[1, 3]], dtype="<i4"), "raw")
     c = Sample("train", "x", b"i", "png", 1, 2, 3, np.array([1, 2], dtype="<i4"), "raw")
-    assert a != b and a != c and a == Sample("train", "x", b"i", "png", 1, 2, 3, np.array([[1, 2]]), "raw")
+    int64 = Sample("train", "x", b"i", "png", 1, 2, 3, np.array([[1, 2]], dtype=np.int64), "raw")
+    assert a != b and a != c and a != int64  # a reader handing back int64 is a defect
+    assert a == Sample("train", "x", b"i", "png", 1, 2, 3, np.array([[1, 2]], dtype="<i4"), "raw")
 
 
 def test_sinks_are_registered():

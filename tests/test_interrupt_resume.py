@@ -1,0 +1,193 @@
+"""Interrupted runs: nothing half-written under a final name, and --resume ends byte-identical.
+
+A real `csconv` process is killed (SIGKILL) or interrupted (SIGINT, SIGTERM) at random
+instants between start and the measured length of a clean run, on a multi-shard
+conversion; then `--resume` must finish the job with the bytes of a clean run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from csconv import cli
+from csconv.convert import MANIFEST_NAME
+from csconv.sinks.tfrecord import TFRecordSink
+from csconv.verify import verify
+
+SIZES = {"train": 30, "val": 6}  # generated; then each frame is hard-linked under COPIES names
+COPIES = 10
+ARGS = ("--splits=train,val", "--num_shards=10", "--quiet")
+
+
+def csconv_command(root: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "csconv", "--cityscapes_root", str(root), "--output_dir", str(out), *ARGS, *extra]
+
+
+def run_csconv(root: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(csconv_command(root, out, *extra), capture_output=True, text=True, timeout=120)
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A root big enough that a clean run takes a while, and the clean run's output + time."""
+    from csconv.synthetic import generate_dataset
+
+    base = tmp_path_factory.mktemp("interrupt")
+    root = base / "cityscapes"
+    generate_dataset(root, SIZES, width=384, height=192, seed=1)
+    multiply_frames(root, COPIES)
+    clean = base / "clean"
+    started = time.monotonic()
+    done = run_csconv(root, clean, "--workers=2")
+    seconds = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    return root, clean, seconds
+
+
+def multiply_frames(root: Path, copies: int) -> None:
+    """More frames for free: hard-link every frame's files under other sequence numbers."""
+    for top in ("leftImg8bit", "gtFine"):
+        for path in sorted((root / top).glob("*/*/*_*_*_*")):
+            city, seq, rest = path.name.split("_", 2)
+            for k in range(1, copies):
+                os.link(path, path.with_name(f"{city}_{int(seq) + 1000 * k:06d}_{rest}"))
+
+
+def assert_no_partial_final_shard(out: Path, clean: dict[str, bytes]) -> None:
+    """Every final-named shard parses completely and is exactly the clean run's shard."""
+    sink = TFRecordSink()
+    for path in out.iterdir():
+        if path.name.endswith(".tfrecord"):
+            list(sink.read_shard(str(path)))
+            assert path.read_bytes() == clean[path.name], f"{path.name} differs from the clean run"
+
+
+def assert_same_as_clean(out: Path, clean: dict[str, bytes]) -> None:
+    assert snapshot(out) == clean  # every shard and the manifest, byte for byte; nothing else
+    report = verify(str(out))
+    assert report.ok, report.defects
+
+
+def test_output_bytes_do_not_depend_on_workers(dataset, tmp_path):
+    root, clean, _ = dataset
+    done = run_csconv(root, tmp_path / "one", "--workers=1")
+    assert done.returncode == 0, done.stderr
+    assert snapshot(tmp_path / "one") == snapshot(clean)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_killed_or_interrupted_run_resumes_to_the_clean_bytes(dataset, tmp_path, seed):
+    root, clean_dir, clean_seconds = dataset
+    clean = snapshot(clean_dir)
+    rng = random.Random(seed)
+    out = tmp_path / "out"
+    signum = (signal.SIGKILL, signal.SIGINT, signal.SIGTERM)[seed % 3]
+    delay = rng.uniform(0.1, 1.0) * clean_seconds
+
+    process = subprocess.Popen(csconv_command(root, out, "--workers=2"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    sent = time.monotonic()
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=30)
+    stopped_after = time.monotonic() - sent
+    assert stopped_after < 5, f"took {stopped_after:.1f} s to stop"
+    code = process.returncode
+    state = sorted(os.listdir(out)) if out.exists() else []
+    print(f"seed {seed}: {signal.Signals(signum).name} after {delay:.2f}/{clean_seconds:.2f} s -> exit {code}, "
+          f"{sum(n.endswith('.tfrecord') for n in state)} shards, {sum(n.endswith('.partial') for n in state)} partial")
+
+    if out.exists():
+        assert_no_partial_final_shard(out, clean)
+        leftovers = [n for n in os.listdir(out) if n.endswith(".partial")]
+        if signum != signal.SIGKILL and code == 128 + signum:
+            assert not leftovers, leftovers  # cleaned up on the way out
+            assert "shards complete" in stderr and "temporary files removed" in stderr
+    if signum != signal.SIGKILL:
+        # Finished before the signal, stopped by csconv, or (signal during interpreter
+        # start-up, before csconv runs) killed by Python's default handling.
+        assert code in (0, 128 + signum, -signum), (code, stderr)
+
+    done = run_csconv(root, out, "--workers=2", "--resume")
+    assert done.returncode == 0, done.stderr
+    assert_same_as_clean(out, clean)
+
+
+def test_sigterm_and_sigint_stop_promptly_and_clean_up(dataset, tmp_path):
+    root, clean_dir, clean_seconds = dataset
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        out = tmp_path / signal.Signals(signum).name
+        process = subprocess.Popen(csconv_command(root, out, "--workers=2"), stderr=subprocess.PIPE, text=True)
+        # Wait until the first shard is committed, so that the signal lands mid-run.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (out.exists() and any(n.endswith(".tfrecord") for n in os.listdir(out))):
+            time.sleep(0.005)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=10)
+        if process.returncode == 0:
+            pytest.skip("the run finished before the signal landed")
+        assert process.returncode == 128 + signum, stderr
+        assert f"interrupted by {signal.Signals(signum).name}" in stderr
+        assert not [n for n in os.listdir(out) if n.endswith(".partial")]
+        assert MANIFEST_NAME not in os.listdir(out)
+
+
+def test_resume_after_bad_input_keeps_completed_shards(dataset, tmp_path, capsys):
+    """A run stopped by a bad frame: the shards written before it stay; fixed input + --resume finishes."""
+    root_src, clean_dir, _ = dataset
+    clean = snapshot(clean_dir)
+    root = tmp_path / "root"
+    shutil.copytree(root_src, root)
+    bad = sorted((root / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png"))[-1]
+    good = bad.read_bytes()
+    bad.write_bytes(good[:-40])
+    out = tmp_path / "out"
+    common = ["--cityscapes_root", str(root), "--output_dir", str(out), *ARGS, "--workers=1"]
+
+    assert cli.main(common) == 2
+    err = capsys.readouterr().err
+    assert "truncated PNG" in err and "kept for --resume" in err
+    completed = sorted(n for n in os.listdir(out) if n.endswith(".tfrecord"))
+    assert completed and "val-00009-of-00010.tfrecord" not in completed
+
+    bad.write_bytes(good)
+    assert cli.main(common) == 2  # without --resume the folder is refused
+    assert "--resume" in capsys.readouterr().err
+
+    # A kept shard must prove itself: damage one; it is redone, not kept.
+    damaged = out / completed[0]
+    damaged.write_bytes(damaged.read_bytes()[:-1] + b"\x00")
+    assert cli.main([*common[:-1], "--workers=1", "--resume"]) == 0
+    assert_same_as_clean(out, clean)
+
+
+def test_resume_with_other_options_redoes_everything(dataset, tmp_path):
+    root, clean_dir, _ = dataset
+    out = tmp_path / "out"
+    shutil.copytree(clean_dir, out)
+    done = run_csconv(root, out, "--workers=2", "--resume", "--create_panoptic_data=false")
+    assert done.returncode == 0, done.stderr
+    assert "kept" not in done.stderr
+    semantic = tmp_path / "semantic"
+    assert run_csconv(root, semantic, "--workers=2", "--create_panoptic_data=false").returncode == 0
+    assert snapshot(out) == snapshot(semantic)
+    # And resuming a finished run changes nothing.
+    done = run_csconv(root, out, "--workers=2", "--resume", "--create_panoptic_data=false")
+    assert done.returncode == 0, done.stderr
+    assert snapshot(out) == snapshot(semantic)
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest["options"]["task"] == "semantic"
