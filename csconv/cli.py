@@ -7,13 +7,13 @@ Flags follow absl conventions as well, so DeepLab2's own command line works verb
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
 import warnings
 
 from . import __version__
-from .core.discover import SPLITS
 from .core.errors import CsconvError
 from .resume import RunInterrupted
 from .core.records import ConvertOptions, Source, Task
@@ -22,7 +22,9 @@ BOOLEAN_FLAGS = {
     "create_panoptic_data", "treat_crowd_as_ignore", "strict_sizes", "overwrite", "debug", "quiet",
     "resume", "keep_going", "decode_check",
 }
-COMMANDS = {"convert", "sinks", "demo", "synth", "verify"}
+# Commands that live in modules of their own: each offers add_parser(subparsers) and run(args).
+EXTRA_COMMAND_MODULES = {"eval-gt": "evalgt", "to-evalid": "evalid", "preview": "preview", "stats": "stats"}
+COMMANDS = {"convert", "sinks", "demo", "synth", "verify", *EXTRA_COMMAND_MODULES}
 _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
 
@@ -62,14 +64,21 @@ def _bool_flag(parser, name: str, default: bool, help_text: str) -> None:
 
 
 def _add_conversion_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cityscapes_root", required=True, help="Cityscapes root holding leftImg8bit/ and gtFine/")
+    parser.add_argument(
+        "--cityscapes_root",
+        help="Cityscapes root holding leftImg8bit/ and gtFine/, or a folder holding the official "
+        "gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip (read in place, never unpacked)",
+    )
+    parser.add_argument("--gtfine_zip", help="the gtFine_trainvaltest.zip archive (with --images_zip, instead of --cityscapes_root)")
+    parser.add_argument("--images_zip", help="the leftImg8bit_trainvaltest.zip archive")
     parser.add_argument("--output_dir", required=True, help="folder for the shards and csconv-manifest.json")
     parser.add_argument("--sink", default="tfrecord", help="output format (see `csconv sinks`; default tfrecord)")
     _bool_flag(parser, "create_panoptic_data", True, "panoptic labels (int32 raw); false: semantic trainId PNGs")
     _bool_flag(parser, "treat_crowd_as_ignore", True, "crowd regions of thing classes get the ignore label 255")
     parser.add_argument(
-        "--splits", default=",".join(SPLITS),
-        help="comma-separated splits to convert (default train,val,test)",
+        "--splits",
+        help="comma-separated splits to convert; a named split that is missing is an error "
+        "(default: those of train,val,test the input holds)",
     )
     parser.add_argument(
         "--source", choices=[s.value for s in Source], default=Source.RAW.value,
@@ -134,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--width", type=int, default=2048)
     synth.add_argument("--height", type=int, default=1024)
     synth.add_argument("--seed", type=int, default=0)
+
+    for module_name in EXTRA_COMMAND_MODULES.values():
+        importlib.import_module(f"{__package__}.{module_name}").add_parser(commands)
     return parser
 
 
@@ -148,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     debug = getattr(args, "debug", False)
     try:
-        return COMMAND_HANDLERS[args.command](args)
+        handler = COMMAND_HANDLERS.get(args.command) or args.run
+        return handler(args)
     except CsconvError as error:
         if debug:
             raise
@@ -176,14 +189,18 @@ def options_from_args(args) -> ConvertOptions:
 def run_convert(args) -> int:
     from .convert import convert
 
-    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-    if not splits:
-        raise CsconvError("--splits names no split")
+    splits = None
+    if args.splits is not None:
+        splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+        if not splits:
+            raise CsconvError("--splits names no split")
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = _show_warning
         summary = convert(
             root=args.cityscapes_root,
+            gtfine_zip=args.gtfine_zip,
+            images_zip=args.images_zip,
             output_dir=args.output_dir,
             sink_name=args.sink,
             splits=splits,

@@ -24,6 +24,7 @@ from . import __version__, checks, plugins, resume
 from .core import discover
 from .core.errors import CsconvError
 from .core.records import ConvertOptions, Frame, Source, Task
+from .core.sources import Dataset, open_dataset
 from .core.samples import TEST_SPLIT, Annotation, build_sample, load_prepared_annotations
 from .output import OutputError, ShardFile, is_temp_name, temp_name, write_atomically
 from .progress import Progress
@@ -158,8 +159,8 @@ def write_shard(job: ShardJob, report=None) -> ShardResult:
 
 
 def plan(
-    root: str,
-    splits: list[str],
+    dataset: Dataset,
+    splits: list[str] | None,
     sink_name: str,
     output_dir: str,
     options: ConvertOptions,
@@ -168,10 +169,9 @@ def plan(
     keep_going: bool = False,
     decode_check: bool = False,
 ) -> tuple[list[ShardJob], dict[str, int]]:
-    dataset = discover.check_root(root)
     sink = plugins.get_sink(sink_name)
     jobs, sizes = [], {}
-    for split in splits:
+    for split in splits or default_splits(dataset):
         frames = discover.find_frames(dataset, split)
         if not frames:
             raise CsconvError(f"{dataset.images_base}/{split}: no *_leftImg8bit.png images in this split")
@@ -448,8 +448,19 @@ def _signals_ignored():
             signal.signal(signum, old)
 
 
+def default_splits(dataset: Dataset) -> list[str]:
+    """train, val and test, those the input holds: archives may carry only some."""
+    present = [split for split in discover.SPLITS if dataset.has_split(split)]
+    if not present:
+        raise CsconvError(f"{dataset.images_base}: holds none of the splits {', '.join(discover.SPLITS)}")
+    for split in discover.SPLITS:
+        if split not in present:
+            warnings.warn(f"the input holds no {split!r} split; converting {', '.join(present)}", stacklevel=3)
+    return present
+
+
 def convert(
-    root: str,
+    root: str | None,
     output_dir: str,
     sink_name: str = "tfrecord",
     splits: list[str] | None = None,
@@ -462,13 +473,18 @@ def convert(
     resume_run: bool = False,
     keep_going: bool = False,
     decode_check: bool = False,
+    gtfine_zip: str | None = None,
+    images_zip: str | None = None,
 ) -> RunSummary:
+    """Convert a Cityscapes root (a tree, or a folder with the two official archives,
+    or the archives named by gtfine_zip and images_zip) into sharded output."""
     if num_shards < 1:
         raise CsconvError("--num_shards must be at least 1")
     if overwrite and resume_run:
         raise CsconvError("--overwrite and --resume exclude each other")
+    dataset = open_dataset(root, gtfine_zip, images_zip)
     jobs, sizes = plan(
-        root, list(splits or discover.SPLITS), sink_name, output_dir, options, num_shards, strict_sizes,
+        dataset, splits, sink_name, output_dir, options, num_shards, strict_sizes,
         keep_going=keep_going, decode_check=decode_check,
     )
     os.makedirs(output_dir, exist_ok=True)

@@ -88,3 +88,53 @@ def test_truncated_archive_is_named(tree, tmp_path):
 def test_a_folder_with_neither_tree_nor_archives_names_both(tmp_path):
     with pytest.raises(CsconvError, match="missing leftImg8bit/ and gtFine/.*gtFine_trainvaltest.zip"):
         open_dataset(str(tmp_path))
+
+
+def shard_bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.suffix == ".tfrecord"}
+
+
+@pytest.mark.parametrize("create_panoptic", ["true", "false"])
+def test_cli_output_from_archives_is_byte_identical_to_the_tree(tree, tmp_path, create_panoptic):
+    from csconv.cli import main
+
+    make_archives(tree, tmp_path / "download", zipfile.ZIP_DEFLATED)
+    common = ["--quiet", f"--create_panoptic_data={create_panoptic}", "--workers", "2"]
+    assert main(["--cityscapes_root", str(tree), "--output_dir", str(tmp_path / "from-tree"), *common]) == 0
+    assert main(["--cityscapes_root", str(tmp_path / "download"), "--output_dir", str(tmp_path / "from-folder"), *common]) == 0
+    assert main([
+        "--gtfine_zip", str(tmp_path / "download" / GTFINE_ZIP), "--images_zip", str(tmp_path / "download" / IMAGES_ZIP),
+        "--output_dir", str(tmp_path / "from-zips"), *common,
+    ]) == 0
+    reference = shard_bytes(tmp_path / "from-tree")
+    assert len(reference) == 30
+    assert shard_bytes(tmp_path / "from-folder") == reference
+    assert shard_bytes(tmp_path / "from-zips") == reference
+
+
+def test_cli_converts_the_splits_an_archive_holds(tree, tmp_path, capsys):
+    from csconv.cli import main
+
+    make_archives(tree, tmp_path, splits=("val",))
+    assert main(["--cityscapes_root", str(tmp_path), "--output_dir", str(tmp_path / "out"), "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.tfrecord"))[0] == "val-00000-of-00010.tfrecord"
+    assert len(list((tmp_path / "out").glob("*.tfrecord"))) == 10
+    # Naming a split the archive lacks is an error, as for a folder.
+    code = main(["--cityscapes_root", str(tmp_path), "--output_dir", str(tmp_path / "out2"), "--splits", "train"])
+    assert code == 2 and "split folder missing" in capsys.readouterr().err
+
+
+def test_cli_names_a_corrupt_member(tree, tmp_path, capsys):
+    from csconv.cli import main
+
+    gtfine, _ = make_archives(tree, tmp_path, zipfile.ZIP_STORED)
+    member = next(n for n in zipfile.ZipFile(gtfine).namelist() if n.endswith("_polygons.json") and "/val/" in n)
+    info = zipfile.ZipFile(gtfine).getinfo(member)
+    data = bytearray(gtfine.read_bytes())
+    data[info.header_offset + 30 + len(info.filename) + 5] ^= 0x01
+    gtfine.write_bytes(bytes(data))
+    code = main(["--cityscapes_root", str(tmp_path), "--output_dir", str(tmp_path / "out"), "--quiet",
+                 "--create_panoptic_data=false", "--workers", "2"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{gtfine}::{member}: corrupt archive member" in err and "Traceback" not in err

@@ -36,7 +36,7 @@ def test_defaults_are_the_references():
     args = parse("--cityscapes_root", "R", "--output_dir", "O")
     options = cli.options_from_args(args)
     assert options.task.value == "panoptic" and options.treat_crowd_as_ignore and options.label_divisor == 1000
-    assert args.num_shards == 10 and args.sink == "tfrecord" and args.splits == "train,val,test"
+    assert args.num_shards == 10 and args.sink == "tfrecord" and args.splits is None  # those present
 
 
 def test_bad_boolean_is_a_usage_error(capsys):
@@ -56,3 +56,27 @@ def test_missing_root_is_one_line_exit_2(tmp_path, capsys):
 def test_sinks_lists_the_builtin_tfrecord_sink(capsys):
     assert cli.main(["sinks"]) == 0
     assert "tfrecord" in capsys.readouterr().out
+
+
+def test_every_command_is_reachable_from_the_console_script(tmp_path):
+    import subprocess
+    import sys
+
+    from csconv.synthetic import generate_dataset
+
+    def csconv(*args):
+        return subprocess.run([sys.executable, "-m", "csconv", *args], capture_output=True, text=True, timeout=120)
+
+    for command in ("convert", "sinks", "demo", "synth", "verify", "eval-gt", "to-evalid", "preview", "stats"):
+        result = csconv(command, "--help")
+        assert result.returncode == 0 and "usage: csconv " + command in result.stdout, command
+    root, out = tmp_path / "cs", tmp_path / "out"
+    generate_dataset(root, {"train": 2, "val": 2}, width=64, height=32)
+    assert csconv("--cityscapes_root", str(root), "--output_dir", str(out), "--quiet").returncode == 0
+    assert csconv("verify", str(out)).returncode == 0
+    assert csconv("preview", str(out), "--split", "val", "--index", "1", "-o", str(tmp_path / "p.png")).returncode == 0
+    assert (tmp_path / "p.png").stat().st_size > 0
+    stats = csconv("stats", str(out))
+    assert stats.returncode == 0 and "road" in stats.stdout
+    assert csconv("eval-gt", "--cityscapes_root", str(root), "--output_dir", str(tmp_path / "gt")).returncode == 0
+    assert (tmp_path / "gt" / "cityscapes_panoptic_val.json").exists()

@@ -137,9 +137,17 @@ def test_root_that_is_not_a_cityscapes_tree_names_the_expected_folders(capsys, t
 
 def test_requested_split_folder_missing(capsys, root, out):
     shutil.rmtree(root / "leftImg8bit" / "val")
-    code, err = run(capsys, root, out)
+    code, err = run(capsys, root, out, "--splits", "train,val,test")
     assert_one_line_error(code, err, str(root / "leftImg8bit"), "val", "split folder missing")
     assert not out.exists() or not os.listdir(out)
+
+
+def test_unrequested_missing_split_is_skipped_with_a_warning(capsys, root, out):
+    shutil.rmtree(root / "leftImg8bit" / "val")
+    code, err = run(capsys, root, out)
+    assert code == 0
+    assert "csconv: warning: the input holds no 'val' split; converting train, test" in err
+    assert not list(out.glob("val-*")) and len(list(out.glob("train-*"))) == 10
 
 
 def test_split_with_no_images(capsys, root, out):

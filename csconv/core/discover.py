@@ -12,10 +12,6 @@ OFFICIAL_SPLIT_SIZES = {"train": 2975, "val": 500, "test": 1525}
 SPLITS = ("train", "val", "test")
 
 
-def check_root(root: str) -> Dataset:
-    return open_dataset(root)
-
-
 def find_frames(dataset: Dataset | str, split: str) -> list[Frame]:
     """Every leftImg8bit/<split>/*/*_leftImg8bit.png, sorted by full path string."""
     if isinstance(dataset, str):

@@ -18,8 +18,6 @@ Annotation = tuple[str, list]  # (panoptic PNG file name, segments_info) from th
 
 def load_prepared_annotations(labels_base: str, split: str) -> dict[str, Annotation]:
     """image_id -> annotation, from gtFine/cityscapes_panoptic_<split>_trainId.json."""
-    if not ("::" in labels_base or labels_base.rstrip("/").endswith("gtFine")):
-        labels_base = os.path.join(labels_base, "gtFine")  # given the Cityscapes root
     path = os.path.join(labels_base, f"cityscapes_panoptic_{split}_trainId.json")
     try:
         doc = json.loads(read_file(path))
