@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from collections import defaultdict
 
 import numpy as np
@@ -11,15 +12,20 @@ from . import png
 from .errors import InputError
 from .labels import BY_ID, IGNORE_LABEL, THING_TRAIN_IDS
 
+try:
+    from . import _pngunfilter
+except ImportError:  # built only where a C compiler was at hand; see setup.py
+    _pngunfilter = None
+
 
 def decode_instance_ids(data: bytes, path: str) -> np.ndarray:
     """A `*_instanceIds.png` as uint16, refusing 8-bit or colour files.
 
-    Decoded with imagecodecs (libpng): the largest single cost of a panoptic frame,
-    and 35-40% cheaper than Pillow on 16-bit grayscale.
+    The largest single cost of a panoptic frame. zlib-ng inflates and a small C
+    loop unfilters (about 3 ms at 2048x1024, against 12 ms in libpng and 15 ms in
+    Pillow); libpng through imagecodecs is the fallback where the C extension was
+    not built, and for interlaced files.
     """
-    import imagecodecs
-
     info = png.inspect(data, path)
     if info.colour_type != 0 or info.bit_depth != 16:
         raise InputError(
@@ -28,12 +34,26 @@ def decode_instance_ids(data: bytes, path: str) -> np.ndarray:
             f"at {info.bit_depth} bits",
         )
     try:
-        array = imagecodecs.png_decode(data)
-    except Exception as error:  # imagecodecs raises its own PngError and plain RuntimeErrors
+        if _pngunfilter is not None and not info.interlaced:
+            array = _decode_gray16(data, info)
+        else:
+            import imagecodecs
+
+            array = imagecodecs.png_decode(data)
+    except Exception as error:  # imagecodecs raises its own error types, the C loop ValueError
         raise InputError(path, f"cannot decode label PNG ({error})") from None
     if array.shape != (info.height, info.width) or array.dtype != np.uint16:
         raise InputError(path, f"decoded to {array.dtype} {array.shape}, expected 16-bit {info.height}x{info.width}")
     return array
+
+
+def _decode_gray16(data: bytes, info: png.PngInfo) -> np.ndarray:
+    import imagecodecs
+
+    row_bytes = info.width * 2
+    inflated = imagecodecs.zlibng_decode(info.compressed_pixels(data), out=info.height * (row_bytes + 1))
+    pixels = _pngunfilter.unfilter(inflated, info.height, row_bytes, 2, sys.byteorder == "little")
+    return np.frombuffer(pixels, dtype=np.uint16).reshape(info.height, info.width)
 
 
 def instance_ids_lookup(

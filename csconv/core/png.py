@@ -23,6 +23,13 @@ class PngInfo:
     bit_depth: int
     colour_type: int
     plain: bool  # no chunk that could change what Pillow reports
+    interlaced: bool
+    idat: tuple[tuple[int, int], ...]  # (start, end) of each IDAT chunk's data
+
+    def compressed_pixels(self, data) -> bytes:
+        """The zlib stream of the image: every IDAT chunk's data, joined."""
+        view = memoryview(data)
+        return b"".join(view[start:end] for start, end in self.idat)
 
 
 def inspect(data: bytes | memoryview, path: str, check_crc: bool = True) -> PngInfo:
@@ -33,6 +40,7 @@ def inspect(data: bytes | memoryview, path: str, check_crc: bool = True) -> PngI
     pos, size = 8, len(view)
     header: tuple[int, ...] | None = None
     plain = True
+    idat = []
     while True:
         if pos + 8 > size:
             raise InputError(path, "truncated PNG (no IEND chunk)")
@@ -47,14 +55,16 @@ def inspect(data: bytes | memoryview, path: str, check_crc: bool = True) -> PngI
         if header is None:
             if kind != b"IHDR" or length != 13:
                 raise InputError(path, "corrupt PNG (first chunk is not IHDR)")
-            header = struct.unpack_from(">IIBB", view, pos + 8)
+            header = struct.unpack_from(">IIBBBBB", view, pos + 8)
+        elif kind == b"IDAT":
+            idat.append((pos + 8, end - 4))
         elif kind in _TRANSFORMING_CHUNKS:
             plain = False
         if kind == b"IEND":
             break
         pos = end
-    width, height, bit_depth, colour_type = header
-    return PngInfo(width, height, bit_depth, colour_type, plain)
+    width, height, bit_depth, colour_type, _, _, interlace = header
+    return PngInfo(width, height, bit_depth, colour_type, plain, interlace != 0, tuple(idat))
 
 
 def rgb_image(data: bytes, path: str, check_crc: bool = True) -> tuple[bytes, int, int]:
