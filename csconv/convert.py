@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import __version__, checks, plugins, resume
+from .allocator import keep_frame_buffers
 from .core import discover
 from .core.errors import CsconvError
 from .core.records import ConvertOptions, Frame, Source, Task
@@ -324,6 +325,7 @@ def _worker_write_shard(job: ShardJob) -> ShardResult:
 def run(jobs: list[ShardJob], workers: int, progress: Progress, done: list | None = None) -> list[ShardResult]:
     """Write every job's shard; results sorted by (split, index). `done` collects them as they finish."""
     _ignore_file_size_signal()
+    keep_frame_buffers()  # before the workers fork, so they inherit it
     done = [] if done is None else done
     jobs_by_size = sorted(jobs, key=lambda job: -len(job.frames))  # big shards first keeps both cores busy
     if workers <= 1 or len(jobs) <= 1:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from .core.errors import CsconvError
 
@@ -13,6 +15,9 @@ TEMP_SUFFIX = ".partial"
 # grow over a multi-GB run costs more CPU than the conversion itself.
 _SYNC_EVERY = 32 << 20
 _IOV_MAX = 1024
+# Hashing and syncing run on a helper thread (both release the GIL), so the worker
+# decodes the next frame meanwhile; this many tasks may be queued before it waits.
+_MAX_PENDING = 4
 
 
 def temp_name(name: str) -> str:
@@ -39,6 +44,8 @@ class ShardFile:
         self._unsynced = 0
         self._sha256 = hashlib.sha256()
         self._fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="csconv-shard")
+        self._pending: deque[Future] = deque()
 
     # -- the file-object surface sink writers use ---------------------------------------
     def writable(self) -> bool:
@@ -59,10 +66,30 @@ class ShardFile:
 
     def writelines(self, parts) -> None:
         views = [memoryview(p).cast("B") for p in parts]
-        for view in views:
-            self._sha256.update(view)
+        # The buffers are immutable bytes or arrays nobody writes to again, so the
+        # helper may hash them after this call returns.
+        self._in_background(self._hash, views)
         for start in range(0, len(views), _IOV_MAX):
             self._writev(views[start : start + _IOV_MAX])
+
+    def _hash(self, views: list[memoryview]) -> None:
+        for view in views:
+            self._sha256.update(view)
+
+    def _in_background(self, task, *args) -> None:
+        while len(self._pending) >= _MAX_PENDING:
+            self._wait_oldest()
+        self._pending.append(self._helper.submit(task, *args))
+
+    def _wait_oldest(self) -> None:
+        try:
+            self._pending.popleft().result()
+        except OSError as error:
+            raise self._write_error(error) from None
+
+    def _drain(self) -> None:
+        while self._pending:
+            self._wait_oldest()
 
     def _writev(self, views: list[memoryview]) -> None:
         while views:
@@ -78,7 +105,8 @@ class ShardFile:
             if views and written:
                 views[0] = views[0][written:]
         if self._unsynced >= _SYNC_EVERY:
-            self._drop_cache()
+            self._unsynced = 0
+            self._in_background(self._drop_cache)
 
     def _write_error(self, error: OSError) -> OutputError:
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
@@ -92,24 +120,27 @@ class ShardFile:
         os.fdatasync(self._fd)
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        self._unsynced = 0
 
     # -- completion ---------------------------------------------------------------------
     @property
     def sha256(self) -> str:
+        self._drain()
         return self._sha256.hexdigest()
 
     def commit(self) -> None:
+        self._drain()
         try:
             self._drop_cache()
         except OSError as error:
             raise self._write_error(error) from None
+        self._helper.shutdown()
         os.close(self._fd)
         self.closed = True
         os.replace(self.temp_path, self.final_path)
         sync_directory(self.directory)
 
     def abort(self) -> None:
+        self._helper.shutdown(wait=True, cancel_futures=True)
         if not self.closed:
             os.close(self._fd)
             self.closed = True

@@ -153,8 +153,38 @@ static PyObject *unfilter(PyObject *self, PyObject *args)
     return result;
 }
 
+/* lookup16(table, index) -> bytes: table[index[i]] for every uint16 index, as int32.
+   numpy's fancy indexing first widens the 2 M uint16 indices of a frame to intp;
+   this reads them as they are. The table must hold 65536 entries. */
+static PyObject *lookup16(PyObject *self, PyObject *args)
+{
+    Py_buffer table, index;
+    if (!PyArg_ParseTuple(args, "y*y*", &table, &index))
+        return NULL;
+    if (table.len != 65536 * 4 || index.len % 2) {
+        PyBuffer_Release(&table);
+        PyBuffer_Release(&index);
+        PyErr_SetString(PyExc_ValueError, "lookup16 needs a 65536-entry int32 table and uint16 indices");
+        return NULL;
+    }
+    Py_ssize_t count = index.len / 2;
+    PyObject *result = PyBytes_FromStringAndSize(NULL, count * 4);
+    if (result != NULL) {
+        const int32_t *t = table.buf;
+        const uint16_t *i = index.buf;
+        int32_t *out = (int32_t *)PyBytes_AS_STRING(result);
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t k = 0; k < count; k++) out[k] = t[i[k]];
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&index);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"unfilter", unfilter, METH_VARARGS, "Undo PNG scanline filters (see the module source)."},
+    {"lookup16", lookup16, METH_VARARGS, "int32 table lookup over uint16 indices (see the module source)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -104,8 +104,11 @@ def panoptic_from_instance_ids(
 ) -> np.ndarray:
     present = distinct_values(instance_ids)
     lookup = instance_ids_lookup(present, path, treat_crowd_as_ignore, label_divisor)
-    table = np.full(int(present[-1]) + 1, IGNORE_LABEL * label_divisor, dtype=np.int32)
+    table = np.full(65536, IGNORE_LABEL * label_divisor, dtype=np.int32)
     table[np.fromiter(lookup.keys(), dtype=np.intp)] = np.fromiter(lookup.values(), dtype=np.int32)
+    if _pngunfilter is not None and instance_ids.dtype == np.uint16 and instance_ids.flags.c_contiguous:
+        mapped = _pngunfilter.lookup16(table, instance_ids)
+        return np.frombuffer(mapped, dtype=np.int32).reshape(instance_ids.shape)
     return table[instance_ids]
 
 

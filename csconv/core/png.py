@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import struct
-import zlib
+
+# zlib-ng's CRC-32 (via imagecodecs, already needed for labels): 0.15 ms for a 3 MB
+# image where zlib.crc32 takes 0.8 ms, and every image's chunks are checked.
+from imagecodecs import zlibng_crc32 as crc32
 from dataclasses import dataclass
 
 from .errors import InputError
@@ -50,7 +53,7 @@ def inspect(data: bytes | memoryview, path: str, check_crc: bool = True) -> PngI
             raise InputError(path, f"truncated PNG (chunk {kind.decode('latin-1')!r} cut short)")
         if check_crc:
             (stored,) = struct.unpack_from(">I", view, end - 4)
-            if zlib.crc32(view[pos + 4 : end - 4]) != stored:
+            if crc32(view[pos + 4 : end - 4]) != stored:
                 raise InputError(path, f"corrupt PNG (CRC mismatch in chunk {kind.decode('latin-1')!r})")
         if header is None:
             if kind != b"IHDR" or length != 13:
