@@ -72,3 +72,32 @@ def test_against_finds_no_difference_between_equal_outputs_and_one_in_changed(cl
     convert(str(root), str(semantic), options=ConvertOptions(task=Task.SEMANTIC), show_progress=False)
     differences = compare(str(out), str(semantic))
     assert differences and "train-00000-of-00010.tfrecord vs train-00000-of-00010.tfrecord: record 0: label" in differences[0]
+
+
+@pytest.fixture(scope="module", params=["parquet", "webdataset"])
+def other_sink_output(request, clean_output, tmp_path_factory):
+    root, _ = clean_output
+    out = tmp_path_factory.mktemp("other") / request.param
+    convert(str(root), str(out), sink_name=request.param, show_progress=False)
+    return out
+
+
+def test_other_sinks_verify_and_their_damage_is_named(other_sink_output, tmp_path):
+    assert verify(str(other_sink_output)).ok
+    shards = sorted(p.name for p in other_sink_output.iterdir() if p.name.startswith("train-0000"))
+    first, second, third = shards[:3]
+    damaged = tmp_path / "damaged"
+    shutil.copytree(other_sink_output, damaged)
+    data = bytearray((damaged / first).read_bytes())
+    data[len(data) // 2] ^= 0x10
+    (damaged / first).write_bytes(bytes(data))
+    (damaged / second).write_bytes((damaged / second).read_bytes()[:-100])
+    os.unlink(damaged / third)
+    text = format_report(verify(str(damaged)))
+    assert f"{first}: SHA-256 differs from the manifest" in text
+    assert f"{second}: " in text and "bytes, the manifest says" in text
+    assert f"{third}: missing" in text
+
+
+def test_against_compares_across_sinks(clean_output, other_sink_output):
+    assert compare(str(clean_output[1]), str(other_sink_output)) == []
