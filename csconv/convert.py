@@ -27,7 +27,7 @@ from .core.errors import CsconvError
 from .core.records import ConvertOptions, Frame, Source, Task
 from .core.sources import Dataset, open_dataset
 from .core.samples import TEST_SPLIT, Annotation, build_sample, load_prepared_annotations
-from .output import OutputError, ShardFile, is_temp_name, temp_name, write_atomically
+from .output import DIGESTS, OutputError, ShardFile, is_temp_name, temp_name, write_atomically
 from .progress import Progress
 from .resume import Interrupted, RunInterrupted
 
@@ -49,6 +49,7 @@ class ShardJob:
     fingerprint: str = ""
     keep_going: bool = False
     decode_check: bool = False
+    sha256: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class ShardResult:
     name: str
     records: int
     bytes: int
-    sha256: str
+    digests: dict  # whole-file checksums: crc32c always, sha256 with --sha256
     fingerprint: str = ""
     skipped: tuple[SkippedFrame, ...] = ()
     kept: bool = False  # taken over from an interrupted run by --resume
@@ -79,7 +80,7 @@ class ShardResult:
             "index": self.index,
             "records": self.records,
             "bytes": self.bytes,
-            "sha256": self.sha256,
+            **self.digests,
             "fingerprint": self.fingerprint,
             "skipped": [s.__dict__ for s in self.skipped],
         }
@@ -88,7 +89,8 @@ class ShardResult:
     def from_entry(cls, entry: dict, kept: bool = False) -> "ShardResult":
         return cls(
             split=entry["split"], index=entry["index"], name=entry["name"], records=entry["records"],
-            bytes=entry["bytes"], sha256=entry["sha256"], fingerprint=entry["fingerprint"],
+            bytes=entry["bytes"], digests={k: entry[k] for k in DIGESTS if k in entry},
+            fingerprint=entry["fingerprint"],
             skipped=tuple(SkippedFrame(**s) for s in entry.get("skipped", ())), kept=kept,
         )
 
@@ -123,7 +125,7 @@ class SplitSizeWarning(UserWarning):
 def write_shard(job: ShardJob, report=None) -> ShardResult:
     """Convert and write one shard. Runs in a worker process; `report(n)` counts frames."""
     sink = plugins.get_sink(job.sink_name)
-    shard = ShardFile(job.output_dir, job.shard_name)
+    shard = ShardFile(job.output_dir, job.shard_name, sha256=job.sha256)
     skipped: list[SkippedFrame] = []
     written = 0
     try:
@@ -153,7 +155,7 @@ def write_shard(job: ShardJob, report=None) -> ShardResult:
         shard.abort()
         raise
     result = ShardResult(
-        job.split, job.index, job.shard_name, written, shard.size, shard.sha256, job.fingerprint, tuple(skipped)
+        job.split, job.index, job.shard_name, written, shard.size, shard.digests, job.fingerprint, tuple(skipped)
     )
     resume.write_record(job.output_dir, result.entry())
     return result
@@ -169,6 +171,7 @@ def plan(
     strict_sizes: bool = False,
     keep_going: bool = False,
     decode_check: bool = False,
+    sha256: bool = False,
 ) -> tuple[list[ShardJob], dict[str, int]]:
     sink = plugins.get_sink(sink_name)
     jobs, sizes = [], {}
@@ -196,9 +199,10 @@ def plan(
                     annotations=tuple(annotations[start:end]),
                     options=options,
                     start=start,
-                    fingerprint=resume.fingerprint(sink_name, options, split, index, num_shards, shard_frames),
+                    fingerprint=resume.fingerprint(sink_name, options, split, index, num_shards, shard_frames, sha256),
                     keep_going=keep_going,
                     decode_check=decode_check,
+                    sha256=sha256,
                 )
             )
     return jobs, sizes
@@ -385,7 +389,7 @@ def write_manifest(output_dir: str, sink_name: str, options: ConvertOptions, sum
                 "frames": count,
                 "shards": [
                     {
-                        "name": s.name, "records": s.records, "bytes": s.bytes, "sha256": s.sha256,
+                        "name": s.name, "records": s.records, "bytes": s.bytes, **s.digests,
                         "fingerprint": s.fingerprint,
                     }
                     for s in summary.shards
@@ -475,6 +479,7 @@ def convert(
     resume_run: bool = False,
     keep_going: bool = False,
     decode_check: bool = False,
+    sha256: bool = False,
     gtfine_zip: str | None = None,
     images_zip: str | None = None,
 ) -> RunSummary:
@@ -487,7 +492,7 @@ def convert(
     dataset = open_dataset(root, gtfine_zip, images_zip)
     jobs, sizes = plan(
         dataset, splits, sink_name, output_dir, options, num_shards, strict_sizes,
-        keep_going=keep_going, decode_check=decode_check,
+        keep_going=keep_going, decode_check=decode_check, sha256=sha256,
     )
     os.makedirs(output_dir, exist_ok=True)
     with resume.output_lock(output_dir):

@@ -11,6 +11,8 @@ import sys
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from crc32c import crc32c
+
 from .core.errors import CsconvError
 
 TEMP_SUFFIX = ".partial"
@@ -18,7 +20,7 @@ TEMP_SUFFIX = ".partial"
 # grow over a multi-GB run costs more CPU than the conversion itself.
 _SYNC_EVERY = 32 << 20
 _IOV_MAX = 1024
-# Hashing and syncing run on a helper thread (both release the GIL), so the worker
+# Checksumming and syncing run on a helper thread (both release the GIL), so the worker
 # decodes the next frame meanwhile; this many tasks may be queued before it waits.
 _MAX_PENDING = 4
 
@@ -62,14 +64,15 @@ class OutputError(CsconvError):
 class ShardFile:
     """A binary stream written to a hidden temporary file, renamed into place by commit()."""
 
-    def __init__(self, directory: str, name: str):
+    def __init__(self, directory: str, name: str, sha256: bool = False):
         self.directory = directory
         self.final_path = os.path.join(directory, name)
         self.temp_path = os.path.join(directory, temp_name(name))
         self.size = 0
         self.closed = False
         self._unsynced = 0
-        self._sha256 = hashlib.sha256()
+        self._crc32c = 0
+        self._sha256 = hashlib.sha256() if sha256 else None
         self._fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         self._writeback_started = 0
         self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="csconv-shard")
@@ -102,7 +105,9 @@ class ShardFile:
 
     def _hash(self, views: list[memoryview]) -> None:
         for view in views:
-            self._sha256.update(view)
+            self._crc32c = crc32c(view, self._crc32c)
+            if self._sha256 is not None:
+                self._sha256.update(view)
 
     def _in_background(self, task, *args) -> None:
         while len(self._pending) >= _MAX_PENDING:
@@ -165,9 +170,13 @@ class ShardFile:
 
     # -- completion ---------------------------------------------------------------------
     @property
-    def sha256(self) -> str:
+    def digests(self) -> dict[str, str]:
+        """Checksums of the whole file, as the manifest records them."""
         self._drain()
-        return self._sha256.hexdigest()
+        found = {"crc32c": f"{self._crc32c:08x}"}
+        if self._sha256 is not None:
+            found["sha256"] = self._sha256.hexdigest()
+        return found
 
     def commit(self) -> None:
         self._drain()
@@ -193,6 +202,23 @@ class ShardFile:
 
     def close(self) -> None:
         """Writers may close their stream; the shard stays uncommitted until commit()."""
+
+
+DIGESTS = ("crc32c", "sha256")
+
+
+def file_digests(path: str, names) -> dict[str, str]:
+    """The named checksums ("crc32c", "sha256") of a file on disk, read once."""
+    crc, sha256 = 0, hashlib.sha256() if "sha256" in names else None
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            crc = crc32c(chunk, crc)
+            if sha256 is not None:
+                sha256.update(chunk)
+    found = {"crc32c": f"{crc:08x}"}
+    if sha256 is not None:
+        found["sha256"] = sha256.hexdigest()
+    return {name: found[name] for name in names}
 
 
 def sync_directory(directory: str) -> None:

@@ -24,7 +24,7 @@ from dataclasses import asdict
 
 from . import __version__
 from .core.errors import CsconvError
-from .output import write_atomically
+from .output import DIGESTS, file_digests, write_atomically
 
 
 class Interrupted(BaseException):
@@ -62,7 +62,7 @@ def options_dict(options) -> dict:
     return {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(options).items()}
 
 
-def fingerprint(sink_name: str, options, split: str, index: int, num_shards: int, frames) -> str:
+def fingerprint(sink_name: str, options, split: str, index: int, num_shards: int, frames, sha256: bool = False) -> str:
     """SHA-256 of everything that decides a shard's bytes, except the input files' contents."""
     doc = {
         "csconv_version": __version__,
@@ -72,12 +72,13 @@ def fingerprint(sink_name: str, options, split: str, index: int, num_shards: int
         "index": index,
         "num_shards": num_shards,
         "frames": [f"{frame.city}/{frame.name}" for frame in frames],
+        "sha256": sha256,  # a manifest asked to carry SHA-256 must have it for every shard
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def write_record(output_dir: str, entry: dict) -> None:
-    """Record one committed shard (entry: name, split, index, records, bytes, sha256, fingerprint, skipped)."""
+    """Record one committed shard (entry: name, split, index, records, bytes, digests, fingerprint, skipped)."""
     data = (json.dumps(entry, sort_keys=True) + "\n").encode()
     write_atomically(os.path.join(output_dir, record_name(entry["name"])), data)
 
@@ -99,14 +100,6 @@ def remove_record(output_dir: str, shard_name: str) -> None:
         pass
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def proves_complete(output_dir: str, entry: dict | None, expected_fingerprint: str) -> bool:
     """True when `entry` describes this very shard and the file on disk is exactly it."""
     if not entry or entry.get("fingerprint") != expected_fingerprint or entry.get("skipped"):
@@ -117,7 +110,8 @@ def proves_complete(output_dir: str, entry: dict | None, expected_fingerprint: s
     try:
         if not os.path.isfile(path) or os.path.getsize(path) != entry["bytes"]:
             return False
-        return file_sha256(path) == entry["sha256"]
+        recorded = {name: entry[name] for name in DIGESTS if name in entry}
+        return bool(recorded) and file_digests(path, recorded) == recorded
     except (OSError, KeyError, TypeError):
         return False
 

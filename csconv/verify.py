@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from .convert import MANIFEST_NAME
 from .core import png
 from .core.errors import CsconvError, InputError
 from .core.records import Sample
+from .output import DIGESTS, file_digests
 from .plugins import get_sink
 
 
@@ -38,14 +38,6 @@ def load_manifest(output_dir: str) -> dict:
         raise CsconvError(f"{path}: no manifest; is {output_dir} a csconv output folder?") from None
     except ValueError as error:
         raise CsconvError(f"{path}: unreadable manifest ({error})") from None
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_sample(sample: Sample) -> str | None:
@@ -95,8 +87,10 @@ def _verify_shard(report: Report, sink, output_dir: str, shard: dict) -> None:
     report.bytes += size
     if size != shard["bytes"]:
         report.defects.append(f"{name}: {size} bytes, the manifest says {shard['bytes']}")
-    if _sha256(path) != shard["sha256"]:
-        report.defects.append(f"{name}: SHA-256 differs from the manifest")
+    recorded = {digest: shard[digest] for digest in DIGESTS if digest in shard}
+    for digest, value in file_digests(path, recorded).items():
+        if value != recorded[digest]:
+            report.defects.append(f"{name}: {digest.upper().replace('SHA', 'SHA-')} differs from the manifest")
     count = 0
     try:
         for count, sample in enumerate(sink.read_shard(path), start=1):

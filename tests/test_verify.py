@@ -43,7 +43,7 @@ def test_flipped_byte_names_shard_and_record(damaged):
     report = verify(str(damaged))
     assert not report.ok
     text = format_report(report)
-    assert "train-00001-of-00010.tfrecord: SHA-256 differs" in text
+    assert "train-00001-of-00010.tfrecord: CRC32C differs" in text
     assert "train-00001-of-00010.tfrecord: record 1: unreadable" in text
 
 
@@ -94,10 +94,32 @@ def test_other_sinks_verify_and_their_damage_is_named(other_sink_output, tmp_pat
     (damaged / second).write_bytes((damaged / second).read_bytes()[:-100])
     os.unlink(damaged / third)
     text = format_report(verify(str(damaged)))
-    assert f"{first}: SHA-256 differs from the manifest" in text
+    assert f"{first}: CRC32C differs from the manifest" in text
     assert f"{second}: " in text and "bytes, the manifest says" in text
     assert f"{third}: missing" in text
 
 
 def test_against_compares_across_sinks(clean_output, other_sink_output):
     assert compare(str(clean_output[1]), str(other_sink_output)) == []
+
+
+def test_sha256_on_request_is_sha256sum_compatible_and_verified(clean_output, tmp_path):
+    import hashlib
+    import json
+
+    root, _ = clean_output
+    out = tmp_path / "with-sha"
+    convert(str(root), str(out), sha256=True, show_progress=False)
+    manifest = json.loads((out / "csconv-manifest.json").read_text())
+    shard = manifest["splits"]["train"]["shards"][0]
+    data = (out / shard["name"]).read_bytes()
+    assert shard["sha256"] == hashlib.sha256(data).hexdigest()
+    from crc32c import crc32c
+
+    assert shard["crc32c"] == f"{crc32c(data):08x}"
+    assert verify(str(out)).ok
+    # Both checksums are checked: a shard rewritten with its CRC kept but not its SHA-256
+    # cannot happen by accident, so damage shows in both.
+    (out / shard["name"]).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    text = format_report(verify(str(out)))
+    assert "CRC32C differs" in text and "SHA-256 differs" in text
