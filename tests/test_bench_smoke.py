@@ -31,7 +31,7 @@ def test_bench_runs_and_writes_the_table(tmp_path):
     report = tmp_path / "B.md"
     argv = [
         sys.executable, os.path.join(REPO, "bench", "run.py"),
-        "--frames", "3", "--width", "256", "--height", "128",
+        "--frames", "3", "--width", "256", "--height", "128", "--repeat", "1", "--settle", "0",
         "--out", str(report), "--cache", str(tmp_path / "cache"),
     ]
     done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
