@@ -14,6 +14,7 @@ import time
 import warnings
 
 from . import __version__
+from .core.discover import parse_splits
 from .core.errors import CsconvError
 from .resume import RunInterrupted
 from .core.records import ConvertOptions, Source, Task
@@ -194,11 +195,7 @@ def options_from_args(args) -> ConvertOptions:
 def run_convert(args) -> int:
     from .convert import convert
 
-    splits = None
-    if args.splits is not None:
-        splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-        if not splits:
-            raise CsconvError("--splits names no split")
+    splits = parse_splits(args.splits)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = _show_warning

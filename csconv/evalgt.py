@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .core.discover import parse_splits
 from .core.errors import CsconvError, InputError
 from .core.labels import BY_ID, LABEL_DIVISOR, LABELS
 
@@ -226,11 +227,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    splits = None
-    if args.splits is not None:
-        splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-        if not splits:
-            raise CsconvError("--splits names no split")
+    splits = parse_splits(args.splits)
     if args.workers < 1:
         raise CsconvError("--workers must be at least 1")
     started = time.monotonic()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .core.errors import CsconvError
+from .core.discover import parse_splits
 from .core.labels import IGNORE_LABEL, NUM_TRAIN_CLASSES, train_id_palette
 from .preview import TRAIN_NAMES, _font, iter_split, label_divisor, label_maps
 from .verify import load_manifest
@@ -166,11 +166,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    splits = None
-    if args.splits is not None:
-        splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-        if not splits:
-            raise CsconvError("--splits names no split")
+    splits = parse_splits(args.splits)
     all_stats = compute_stats(args.output_dir, splits)
     print(format_table(all_stats))
     if args.plot:

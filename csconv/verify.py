@@ -40,30 +40,29 @@ def load_manifest(output_dir: str) -> dict:
         raise CsconvError(f"{path}: unreadable manifest ({error})") from None
 
 
+def _png_problem(data, what: str, height: int, width: int) -> str | None:
+    try:
+        info = png.inspect(data, what)
+    except InputError as error:
+        return f"{what} is not a valid PNG ({error.problem})"
+    if (info.height, info.width) != (height, width):
+        return f"{what} is {info.width}x{info.height} but the record says {width}x{height}"
+    return None
+
+
 def check_sample(sample: Sample) -> str | None:
     """What is wrong with one read-back sample, or None."""
-    try:
-        info = png.inspect(sample.image, "image")
-    except InputError as error:
-        return f"image/encoded is not a valid PNG ({error.problem})"
-    if (info.height, info.width) != (sample.height, sample.width):
-        return f"image is {info.width}x{info.height} but the record says {sample.width}x{sample.height}"
-    if sample.label is None:
-        return None
+    problem = _png_problem(sample.image, "image", sample.height, sample.width)
+    if problem or sample.label is None:
+        return problem
     if sample.label_format == "raw":
         shape = getattr(sample.label, "shape", None)
         if shape != (sample.height, sample.width):
             return f"raw label has shape {shape}, image is {sample.height}x{sample.width}"
-    elif sample.label_format == "png":
-        try:
-            label = png.inspect(sample.label, "label")
-        except InputError as error:
-            return f"label is not a valid PNG ({error.problem})"
-        if (label.height, label.width) != (sample.height, sample.width):
-            return f"label is {label.width}x{label.height}, image is {sample.width}x{sample.height}"
-    else:
-        return f"unknown label format {sample.label_format!r}"
-    return None
+        return None
+    if sample.label_format == "png":
+        return _png_problem(sample.label, "label", sample.height, sample.width)
+    return f"unknown label format {sample.label_format!r}"
 
 
 def verify(output_dir: str) -> Report:

@@ -12,25 +12,17 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import console_script
 from PIL import Image
 
 from csconv import evalgt
 from csconv.core.errors import CsconvError, InputError
 from csconv.synthetic import generate_dataset
-
-
-def tool(name: str) -> str:
-    candidate = Path(sys.executable).parent / name
-    found = str(candidate) if candidate.exists() else shutil.which(name)
-    if found is None:
-        pytest.fail(f"console script {name!r} not found (cityscapesscripts not installed?)")
-    return found
 
 
 def parse(*argv: str):
@@ -43,7 +35,7 @@ def run_reference(root: Path, splits) -> float:
     """csCreatePanopticImgs without --use-train-id, writing into root/gtFine; returns seconds."""
     env = dict(os.environ, CITYSCAPES_DATASET=str(root))
     started = time.perf_counter()
-    done = subprocess.run([tool("csCreatePanopticImgs"), "--set-names", *splits], env=env, capture_output=True, text=True)
+    done = subprocess.run([console_script("csCreatePanopticImgs"), "--set-names", *splits], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     assert done.returncode == 0, f"csCreatePanopticImgs exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr}"
     return seconds

@@ -17,13 +17,13 @@ import argparse
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import console_script
 from PIL import Image
 
 from csconv import evalgt, evalid
@@ -34,14 +34,6 @@ from csconv.core.records import ConvertOptions
 from csconv.plugins import get_sink
 from csconv.synthetic import generate_dataset
 from csconv.verify import load_manifest
-
-
-def tool(name: str) -> str:
-    candidate = Path(sys.executable).parent / name
-    found = str(candidate) if candidate.exists() else shutil.which(name)
-    if found is None:
-        pytest.fail(f"console script {name!r} not found (cityscapesscripts not installed?)")
-    return found
 
 
 def parse(*argv: str):
@@ -93,7 +85,7 @@ def setup(tmp_path_factory):
 
 def run_pixel_evaluator(root: Path, results: Path, export: Path) -> dict:
     env = dict(os.environ, CITYSCAPES_DATASET=str(root), CITYSCAPES_RESULTS=str(results), CITYSCAPES_EXPORT_DIR=str(export))
-    done = subprocess.run([tool("csEvalPixelLevelSemanticLabeling")], env=env, capture_output=True, text=True)
+    done = subprocess.run([console_script("csEvalPixelLevelSemanticLabeling")], env=env, capture_output=True, text=True)
     if done.returncode != 0 or not (export / "resultPixelLevelSemanticLabeling.json").exists():
         output = done.stdout + done.stderr
         assert "has no attribute 'in1d'" in output, f"csEvalPixelLevelSemanticLabeling failed:\n{output[-3000:]}"
@@ -107,7 +99,7 @@ def run_pixel_evaluator(root: Path, results: Path, export: Path) -> dict:
 
 def run_panoptic_evaluator(gt: Path, prediction_json: Path, results_file: Path) -> dict:
     done = subprocess.run(
-        [tool("csEvalPanopticSemanticLabeling"), "--gt-json-file", str(gt / "cityscapes_panoptic_val.json"),
+        [console_script("csEvalPanopticSemanticLabeling"), "--gt-json-file", str(gt / "cityscapes_panoptic_val.json"),
          "--prediction-json-file", str(prediction_json), "--results_file", str(results_file)],
         capture_output=True, text=True,
     )

@@ -43,7 +43,7 @@ def test_deterministic(tmp_path):
     b = generate_dataset(tmp_path / "b", width=64, height=32, seed=7)
     assert [p.relative_to(tmp_path / "a") for p in a] == [p.relative_to(tmp_path / "b") for p in b]
     assert files_of(tmp_path / "a") == files_of(tmp_path / "b")
-    c = generate_dataset(tmp_path / "c", width=64, height=32, seed=8)
+    generate_dataset(tmp_path / "c", width=64, height=32, seed=8)
     assert files_of(tmp_path / "a") != files_of(tmp_path / "c")
 
 

@@ -12,6 +12,16 @@ OFFICIAL_SPLIT_SIZES = {"train": 2975, "val": 500, "test": 1525}
 SPLITS = ("train", "val", "test")
 
 
+def parse_splits(text: str | None) -> list[str] | None:
+    """A --splits value as a list; None (not given) stays None, meaning "the default"."""
+    if text is None:
+        return None
+    splits = [split.strip() for split in text.split(",") if split.strip()]
+    if not splits:
+        raise CsconvError("--splits names no split")
+    return splits
+
+
 def find_frames(dataset: Dataset | str, split: str) -> list[Frame]:
     """Every leftImg8bit/<split>/*/*_leftImg8bit.png, sorted by full path string."""
     if isinstance(dataset, str):
