@@ -288,7 +288,8 @@ def run_synth(args) -> int:
     started = time.monotonic()
     sizes = {"train": args.train, "val": args.val, "test": args.test}
     paths = generate_dataset(
-        args.root, {k: v for k, v in sizes.items() if v > 0}, width=args.width, height=args.height, seed=args.seed
+        args.root, {k: v for k, v in sizes.items() if v > 0}, width=args.width, height=args.height, seed=args.seed,
+        write_color=True,
     )
     print(f"csconv: generated {len(paths)} synthetic frames in {args.root} in {time.monotonic() - started:.1f} s")
     return 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 import glob
 import os
 import time
+import warnings
 
-from .convert import convert
+from .convert import SplitSizeWarning, convert
 from .core.records import ConvertOptions
 from .plugins import get_sink, sinks
 
@@ -29,7 +30,7 @@ def demo(directory: str, width: int = 512, height: int = 256, workers: int = 1) 
     root = os.path.join(directory, "cityscapes")
     started = time.monotonic()
     if not glob.glob(os.path.join(root, "leftImg8bit", "*", "*", "*.png")):
-        generate_dataset(root, DEMO_SPLITS, width=width, height=height)
+        generate_dataset(root, DEMO_SPLITS, width=width, height=height, write_color=True)
     print(f"synthetic Cityscapes: {sum(DEMO_SPLITS.values())} frames of {width}x{height} in {root} "
           f"({time.monotonic() - started:.1f} s)")
 
@@ -40,8 +41,11 @@ def demo(directory: str, width: int = 512, height: int = 256, workers: int = 1) 
             print(f"{name:<12} skipped: {missing}")
             continue
         output_dir = os.path.join(directory, name)
-        summary = convert(root, output_dir, sink_name=name, options=ConvertOptions(), workers=workers,
-                          overwrite=True, show_progress=False)
+        with warnings.catch_warnings():
+            # A demo set is small on purpose; the warning is for real data.
+            warnings.simplefilter("ignore", SplitSizeWarning)
+            summary = convert(root, output_dir, sink_name=name, options=ConvertOptions(), workers=workers,
+                              overwrite=True, show_progress=False)
         samples = read_back(name, output_dir)
         if reference is None:
             reference = samples
@@ -54,4 +58,7 @@ def demo(directory: str, width: int = 512, height: int = 256, workers: int = 1) 
     first = reference[0]
     print(f"first record: {first.split}/{first.filename}, {first.width}x{first.height}, "
           f"label {first.label_format} {getattr(first.label, 'shape', None)}")
+    tfrecords = os.path.join(directory, "tfrecord")
+    print(f"next: csconv verify {tfrecords}; csconv preview {tfrecords} --split val --index 0 -o frame.png; "
+          f"csconv stats {tfrecords}")
     return 0
