@@ -1,4 +1,6 @@
-"""The conversion run: discover frames, cut them into shards, write shards in parallel.
+"""The conversion run: plan the shards, prepare the output folder, run, write the manifest.
+
+One shard's work is in shards.py, running the jobs in workers.py.
 
 Failure behaviour (see README, "Failure behaviour"):
 - a shard appears under its final name only complete (output.ShardFile), followed by a
@@ -11,88 +13,24 @@ Failure behaviour (see README, "Failure behaviour"):
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import signal
-import sys
-import threading
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from . import __version__, checks, plugins, resume
-from .allocator import keep_frame_buffers
+from . import __version__, plugins, resume
+from . import workers as worker_pool
 from .core import discover
 from .core.errors import CsconvError
-from .core.records import ConvertOptions, Frame, Source, Task
+from .core.records import ConvertOptions, Source, Task
 from .core.sources import Dataset, open_dataset
-from .core.samples import TEST_SPLIT, Annotation, build_sample, load_prepared_annotations
-from .output import DIGESTS, OutputError, ShardFile, is_temp_name, temp_name, write_atomically
+from .core.samples import TEST_SPLIT, Annotation, load_prepared_annotations
+from .output import is_temp_name, temp_name, write_atomically
+from .shards import ShardJob, ShardResult, SkippedFrame
 from .progress import Progress
 from .resume import Interrupted, RunInterrupted
 
 MANIFEST_NAME = "csconv-manifest.json"
-
-
-@dataclass(frozen=True)
-class ShardJob:
-    sink_name: str
-    output_dir: str
-    split: str
-    index: int
-    num_shards: int
-    shard_name: str
-    frames: tuple[Frame, ...]
-    annotations: tuple[Annotation | None, ...]
-    options: ConvertOptions
-    start: int = 0  # index within the split of the shard's first frame
-    fingerprint: str = ""
-    keep_going: bool = False
-    decode_check: bool = False
-    sha256: bool = False
-
-
-@dataclass(frozen=True)
-class SkippedFrame:
-    split: str
-    index: int  # position in the split's sorted frame list
-    shard: str
-    path: str  # the file at fault
-    reason: str
-
-
-@dataclass(frozen=True)
-class ShardResult:
-    split: str
-    index: int
-    name: str
-    records: int
-    bytes: int
-    digests: dict  # whole-file checksums: crc32c always, sha256 with --sha256
-    fingerprint: str = ""
-    skipped: tuple[SkippedFrame, ...] = ()
-    kept: bool = False  # taken over from an interrupted run by --resume
-
-    def entry(self) -> dict:
-        return {
-            "name": self.name,
-            "split": self.split,
-            "index": self.index,
-            "records": self.records,
-            "bytes": self.bytes,
-            **self.digests,
-            "fingerprint": self.fingerprint,
-            "skipped": [s.__dict__ for s in self.skipped],
-        }
-
-    @classmethod
-    def from_entry(cls, entry: dict, kept: bool = False) -> "ShardResult":
-        return cls(
-            split=entry["split"], index=entry["index"], name=entry["name"], records=entry["records"],
-            bytes=entry["bytes"], digests={k: entry[k] for k in DIGESTS if k in entry},
-            fingerprint=entry["fingerprint"],
-            skipped=tuple(SkippedFrame(**s) for s in entry.get("skipped", ())), kept=kept,
-        )
 
 
 @dataclass
@@ -120,45 +58,6 @@ class RunSummary:
 
 class SplitSizeWarning(UserWarning):
     pass
-
-
-def write_shard(job: ShardJob, report=None) -> ShardResult:
-    """Convert and write one shard. Runs in a worker process; `report(n)` counts frames."""
-    sink = plugins.get_sink(job.sink_name)
-    shard = ShardFile(job.output_dir, job.shard_name, sha256=job.sha256)
-    skipped: list[SkippedFrame] = []
-    written = 0
-    try:
-        writer = sink.open_writer(shard)
-        for offset, (frame, annotation) in enumerate(zip(job.frames, job.annotations)):
-            try:
-                if job.decode_check:
-                    checks.decode_check(frame, job.options, annotation)
-                sample = build_sample(frame, job.options, annotation)
-                checks.check_sample(frame, job.options, sample)
-            except OutputError:
-                raise
-            except CsconvError as error:
-                if not job.keep_going:
-                    raise
-                path = getattr(error, "path", frame.image_path)
-                reason = getattr(error, "problem", str(error))
-                skipped.append(SkippedFrame(job.split, job.start + offset, job.shard_name, path, reason))
-            else:
-                writer.write(sample)
-                written += 1
-            if report is not None:
-                report(1)
-        writer.close()
-        shard.commit()
-    except BaseException:
-        shard.abort()
-        raise
-    result = ShardResult(
-        job.split, job.index, job.shard_name, written, shard.size, shard.digests, job.fingerprint, tuple(skipped)
-    )
-    resume.write_record(job.output_dir, result.entry())
-    return result
 
 
 def plan(
@@ -285,97 +184,6 @@ def _remove_temporaries(output_dir: str, jobs: list[ShardJob]) -> None:
                 pass
 
 
-def _init_worker(queue) -> None:
-    # The parent decides how to stop: workers ignore Ctrl-C (sent to the whole process
-    # group) and die at once on the SIGTERM of pool.terminate(); the parent then removes
-    # their temporary files.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _ignore_file_size_signal()
-    _die_with_parent()
-    global _progress_queue
-    _progress_queue = queue
-
-
-_progress_queue = None
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this worker when the main process dies, so that no orphan keeps writing."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def _ignore_file_size_signal() -> None:
-    # Without this, hitting RLIMIT_FSIZE kills the process instead of raising EFBIG.
-    if hasattr(signal, "SIGXFSZ"):
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-
-
-def _worker_write_shard(job: ShardJob) -> ShardResult:
-    return write_shard(job, report=_progress_queue.put)
-
-
-def run(jobs: list[ShardJob], workers: int, progress: Progress, done: list | None = None) -> list[ShardResult]:
-    """Write every job's shard; results sorted by (split, index). `done` collects them as they finish."""
-    _ignore_file_size_signal()
-    keep_frame_buffers()  # before the workers fork, so they inherit it
-    done = [] if done is None else done
-    jobs_by_size = sorted(jobs, key=lambda job: -len(job.frames))  # big shards first keeps both cores busy
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs_by_size:
-            done.append(write_shard(job, report=progress.advance))
-    elif jobs:
-        _run_parallel(jobs_by_size, workers, progress, done)
-    return sorted(done, key=lambda r: (r.split, r.index))
-
-
-def _run_parallel(jobs: list[ShardJob], workers: int, progress: Progress, results: list) -> list[ShardResult]:
-    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    queue = context.SimpleQueue()
-    # Raising from a signal handler in the middle of the pool's own locking can leave
-    # it unable to terminate; here a signal only sets a flag, acted on between polls.
-    _signal_state.deferred = True
-    try:
-        pool = context.Pool(processes=min(workers, len(jobs)), initializer=_init_worker, initargs=(queue,))
-        try:
-            pending = pool.imap_unordered(_worker_write_shard, jobs, chunksize=1)
-            remaining = len(jobs)
-            while remaining:
-                _raise_if_signalled()
-                try:
-                    result = pending.next(timeout=0.1)
-                except multiprocessing.TimeoutError:
-                    result = None
-                while not queue.empty():
-                    progress.advance(queue.get())
-                if result is not None:
-                    results.append(result)
-                    remaining -= 1
-            pool.close()
-        except BaseException:
-            pool.terminate()
-            raise
-        finally:
-            pool.join()
-            while not queue.empty():
-                progress.advance(queue.get())
-    finally:
-        _signal_state.deferred = False
-    _raise_if_signalled()
-    return results
-
-
 def write_manifest(output_dir: str, sink_name: str, options: ConvertOptions, summary: RunSummary, num_shards: int):
     """Deterministic: the same run gives the same bytes, whatever --workers or --resume."""
     manifest = {
@@ -402,56 +210,6 @@ def write_manifest(output_dir: str, sink_name: str, options: ConvertOptions, sum
         "skipped": [skipped.__dict__ for skipped in summary.skipped],
     }
     write_atomically(os.path.join(output_dir, MANIFEST_NAME), (json.dumps(manifest, indent=2) + "\n").encode())
-
-
-class _SignalState:
-    deferred = False  # True: a signal is recorded, and raised at the next safe point
-    received: int | None = None
-
-
-_signal_state = _SignalState()
-
-
-def _raise_if_signalled() -> None:
-    if _signal_state.received is not None:
-        signum, _signal_state.received = _signal_state.received, None
-        raise Interrupted(signum)
-
-
-@contextmanager
-def _signals_raise_interrupted():
-    """SIGINT and SIGTERM raise Interrupted in the main thread while the block runs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        if _signal_state.deferred:
-            _signal_state.received = signum
-        else:
-            raise Interrupted(signum)
-
-    _signal_state.received = None
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-        _raise_if_signalled()
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-
-
-@contextmanager
-def _signals_ignored():
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 def default_splits(dataset: Dataset) -> list[str]:
@@ -501,23 +259,23 @@ def convert(
         progress = Progress(sum(len(job.frames) for job in todo), enabled=show_progress)
         done: list[ShardResult] = []
         try:
-            with _signals_raise_interrupted():
+            with worker_pool.signals_raise_interrupted():
                 try:
-                    run(todo, workers, progress, done)
+                    worker_pool.run(todo, workers, progress, done)
                 finally:
                     progress.close()
                 results = sorted([*kept.values(), *done], key=lambda r: (r.split, r.index))
                 summary = RunSummary(splits=sizes, shards=results, seconds=progress.elapsed)
                 write_manifest(output_dir, sink_name, options, summary, num_shards)
         except BaseException as error:
-            with _signals_ignored():  # a second Ctrl-C must not interrupt the clean-up
+            with worker_pool.signals_ignored():  # a second Ctrl-C must not interrupt the clean-up
                 _remove_temporaries(output_dir, jobs)
                 try:
                     os.unlink(os.path.join(output_dir, temp_name(MANIFEST_NAME)))
                 except FileNotFoundError:
                     pass
             completed = len(kept) + len(done)
-            signalled, _signal_state.received = _signal_state.received, None
+            signalled = worker_pool.take_pending_signal()
             if isinstance(error, (Interrupted, KeyboardInterrupt)) or signalled is not None:
                 signum = error.signum if isinstance(error, Interrupted) else (signalled or signal.SIGINT)
                 raise RunInterrupted(signum, completed, len(jobs), output_dir) from None

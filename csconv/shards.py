@@ -1,0 +1,114 @@
+"""One shard job: the frames it holds, how it is written, and what it reports back.
+
+Runs in worker processes: everything here must pickle and stand alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import checks, plugins, resume
+from .core.errors import CsconvError
+from .core.records import ConvertOptions, Frame
+from .core.samples import Annotation, build_sample
+from .output import DIGESTS, OutputError, ShardFile
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    sink_name: str
+    output_dir: str
+    split: str
+    index: int
+    num_shards: int
+    shard_name: str
+    frames: tuple[Frame, ...]
+    annotations: tuple[Annotation | None, ...]
+    options: ConvertOptions
+    start: int = 0  # index within the split of the shard's first frame
+    fingerprint: str = ""
+    keep_going: bool = False
+    decode_check: bool = False
+    sha256: bool = False
+
+
+@dataclass(frozen=True)
+class SkippedFrame:
+    split: str
+    index: int  # position in the split's sorted frame list
+    shard: str
+    path: str  # the file at fault
+    reason: str
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    split: str
+    index: int
+    name: str
+    records: int
+    bytes: int
+    digests: dict  # whole-file checksums: crc32c always, sha256 with --sha256
+    fingerprint: str = ""
+    skipped: tuple[SkippedFrame, ...] = ()
+    kept: bool = False  # taken over from an interrupted run by --resume
+
+    def entry(self) -> dict:
+        return {
+            "name": self.name,
+            "split": self.split,
+            "index": self.index,
+            "records": self.records,
+            "bytes": self.bytes,
+            **self.digests,
+            "fingerprint": self.fingerprint,
+            "skipped": [s.__dict__ for s in self.skipped],
+        }
+
+    @classmethod
+    def from_entry(cls, entry: dict, kept: bool = False) -> "ShardResult":
+        return cls(
+            split=entry["split"], index=entry["index"], name=entry["name"], records=entry["records"],
+            bytes=entry["bytes"], digests={k: entry[k] for k in DIGESTS if k in entry},
+            fingerprint=entry["fingerprint"],
+            skipped=tuple(SkippedFrame(**s) for s in entry.get("skipped", ())), kept=kept,
+        )
+
+
+def write_shard(job: ShardJob, report=None) -> ShardResult:
+    """Convert and write one shard. Runs in a worker process; `report(n)` counts frames."""
+    sink = plugins.get_sink(job.sink_name)
+    shard = ShardFile(job.output_dir, job.shard_name, sha256=job.sha256)
+    skipped: list[SkippedFrame] = []
+    written = 0
+    try:
+        writer = sink.open_writer(shard)
+        for offset, (frame, annotation) in enumerate(zip(job.frames, job.annotations)):
+            try:
+                if job.decode_check:
+                    checks.decode_check(frame, job.options, annotation)
+                sample = build_sample(frame, job.options, annotation)
+                checks.check_sample(frame, job.options, sample)
+            except OutputError:
+                raise
+            except CsconvError as error:
+                if not job.keep_going:
+                    raise
+                path = getattr(error, "path", frame.image_path)
+                reason = getattr(error, "problem", str(error))
+                skipped.append(SkippedFrame(job.split, job.start + offset, job.shard_name, path, reason))
+            else:
+                writer.write(sample)
+                written += 1
+            if report is not None:
+                report(1)
+        writer.close()
+        shard.commit()
+    except BaseException:
+        shard.abort()
+        raise
+    result = ShardResult(
+        job.split, job.index, job.shard_name, written, shard.size, shard.digests, job.fingerprint, tuple(skipped)
+    )
+    resume.write_record(job.output_dir, result.entry())
+    return result
