@@ -168,15 +168,9 @@ def csconv_run():
 
 # --- reading TFRecords back with TensorFlow -------------------------------------------
 
-def read_tfrecord(path: Path | str) -> list[dict]:
-    """The records of one TFRecord file, parsed by TensorFlow with DeepLab2's keys.
-
-    Each record is a dict of the parsed values (bytes / int), plus 'keys': the set of
-    feature keys the serialized tf.train.Example actually holds.
-    """
-    import tensorflow as tf
-
-    spec = {
+def deeplab2_feature_spec(tf) -> dict:
+    """DeepLab2's feature keys for tf.io.parse_single_example; the label keys are optional."""
+    return {
         "image/encoded": tf.io.FixedLenFeature([], tf.string),
         "image/filename": tf.io.FixedLenFeature([], tf.string),
         "image/format": tf.io.FixedLenFeature([], tf.string),
@@ -186,6 +180,17 @@ def read_tfrecord(path: Path | str) -> list[dict]:
         "image/segmentation/class/encoded": tf.io.FixedLenFeature([], tf.string, default_value=b""),
         "image/segmentation/class/format": tf.io.FixedLenFeature([], tf.string, default_value=b""),
     }
+
+
+def read_tfrecord(path: Path | str) -> list[dict]:
+    """The records of one TFRecord file, parsed by TensorFlow with DeepLab2's keys.
+
+    Each record is a dict of the parsed values (bytes / int), plus 'keys': the set of
+    feature keys the serialized tf.train.Example actually holds.
+    """
+    import tensorflow as tf
+
+    spec = deeplab2_feature_spec(tf)
     records = []
     for serialized in tf.data.TFRecordDataset(str(path)):
         parsed = tf.io.parse_single_example(serialized, spec)

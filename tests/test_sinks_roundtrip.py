@@ -10,6 +10,7 @@ import tarfile
 import tempfile
 
 import numpy as np
+from conftest import deeplab2_feature_spec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -156,16 +157,7 @@ def test_tfrecord_reads_in_tensorflow(realistic, tmp_path):
     sink = TFRecordSink()
     for task, samples in realistic.items():
         path = write_shard(sink, str(tmp_path), samples[0].split, samples)
-        spec = {
-            "image/encoded": tf.io.FixedLenFeature([], tf.string),
-            "image/filename": tf.io.FixedLenFeature([], tf.string),
-            "image/format": tf.io.FixedLenFeature([], tf.string),
-            "image/height": tf.io.FixedLenFeature([], tf.int64),
-            "image/width": tf.io.FixedLenFeature([], tf.int64),
-            "image/channels": tf.io.FixedLenFeature([], tf.int64),
-            "image/segmentation/class/encoded": tf.io.FixedLenFeature([], tf.string, default_value=""),
-            "image/segmentation/class/format": tf.io.FixedLenFeature([], tf.string, default_value=""),
-        }
+        spec = deeplab2_feature_spec(tf)
         parsed = [tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset(path)]
         assert len(parsed) == len(samples)
         for example, sample in zip(parsed, samples):
