@@ -94,7 +94,7 @@ def _add_conversion_flags(parser: argparse.ArgumentParser) -> None:
     _bool_flag(parser, "overwrite", False, "replace csconv output files already in --output_dir (only csconv's own)")
     _bool_flag(
         parser, "resume", False,
-        "finish an interrupted run in --output_dir: keep the shards proven complete (size, SHA-256, "
+        "finish an interrupted run in --output_dir: keep the shards proven complete (size, checksums, "
         "same sink, options and input frames), redo the rest",
     )
     _bool_flag(

@@ -2,11 +2,11 @@
 
 The manifest is written only when a run ends, so each shard, once committed under its
 final name, is followed by a small hidden completion record `.<shard>.done` (JSON,
-written atomically): its records, bytes, SHA-256 and a fingerprint of what it was made
-from (csconv version, sink, options, shard layout and the shard's input frame list).
-`--resume` keeps a shard only when such a record (or the manifest of a finished run)
-exists, its fingerprint equals the planned shard's, and the file on disk has the
-recorded size and SHA-256. The final manifest absorbs the records, which are then
+written atomically): its records, bytes, checksums (CRC32C; SHA-256 too with --sha256)
+and a fingerprint of what it was made from (csconv version, sink, options, shard layout
+and the shard's input frame list). `--resume` keeps a shard only when such a record (or
+the manifest of a finished run) exists, its fingerprint equals the planned shard's, and
+the file on disk has the recorded size and checksums. The final manifest absorbs the records, which are then
 removed.
 """
 
