@@ -1,4 +1,4 @@
-"""Input checks beyond what the core does on its way: `--decode_check` and label headers.
+"""`--decode_check`: full decodes beyond the structural checks the core makes on its way.
 
 The core reads PNG structure and chunk CRCs without decoding an RGB image (it is copied
 byte for byte). Damage inside the compressed pixel data whose chunk CRCs were made to
@@ -12,7 +12,7 @@ import io
 
 from .core import png
 from .core.errors import InputError
-from .core.records import ConvertOptions, Frame, Sample, Source, Task
+from .core.records import ConvertOptions, Frame, Source, Task
 from .core.samples import TEST_SPLIT, prepared_panoptic_path
 from .core.sources import read_file
 
@@ -50,24 +50,3 @@ def decode_check(frame: Frame, options: ConvertOptions, annotation=None) -> None
     label = label_png_path(frame, options, annotation)
     if label is not None:
         decode_png_fully(label)
-
-
-def check_sample(frame: Frame, options: ConvertOptions, sample: Sample) -> None:
-    """Checks on a built sample that the core leaves out.
-
-    A prepared `*_labelTrainIds.png` is stored as it is, so its header must say what
-    DeepLab2 expects of it: 8-bit grayscale.
-    """
-    if (
-        options.task is Task.SEMANTIC
-        and options.source is Source.PREPARED
-        and isinstance(sample.label, (bytes, bytearray))
-    ):
-        path = frame.gtfine_path("labelTrainIds.png")
-        info = png.inspect(sample.label, path, check_crc=False)
-        if info.colour_type != 0 or info.bit_depth != 8:
-            raise InputError(
-                path,
-                f"labelTrainIds must be an 8-bit grayscale PNG, got colour type {info.colour_type} "
-                f"at {info.bit_depth} bits",
-            )

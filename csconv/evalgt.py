@@ -32,6 +32,8 @@ import numpy as np
 
 from .core.discover import parse_splits
 from .core.errors import CsconvError, InputError
+from .core.panoptic import decode_instance_ids
+from .core.sources import read_file
 from .core.labels import BY_ID, LABEL_DIVISOR, LABELS
 
 SPLITS = ("train", "val", "test")
@@ -119,19 +121,6 @@ def panoptic_frame(instance_ids: np.ndarray, path: str) -> tuple[np.ndarray, lis
     return rgb, segments
 
 
-def read_instance_ids(path: str) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            array = np.asarray(image)
-    except (OSError, ValueError, SyntaxError) as error:
-        raise InputError(path, f"cannot decode instanceIds PNG ({error})") from None
-    if array.ndim != 2 or array.dtype.kind not in "ui" or (array.size and (array.min() < 0 or array.max() > 0xFFFF)):
-        raise InputError(path, f"instanceIds must be a single-channel 16-bit PNG, got {array.dtype} {array.shape}")
-    return array.astype(np.uint16, copy=False)
-
-
 def instance_files(gtfine: str, split: str) -> list[str]:
     return sorted(glob.glob(os.path.join(gtfine, split, "*", "*" + INSTANCE_SUFFIX)))
 
@@ -139,7 +128,7 @@ def instance_files(gtfine: str, split: str) -> list[str]:
 def convert_frame(path: str, folder: str, compress_level: int) -> tuple[dict, dict]:
     from PIL import Image
 
-    instance_ids = read_instance_ids(path)
+    instance_ids = decode_instance_ids(read_file(path), path)
     rgb, segments = panoptic_frame(instance_ids, path)
     base = os.path.basename(path)
     image_id = base.replace("_gtFine" + INSTANCE_SUFFIX, "")

@@ -88,7 +88,6 @@ def write_shard(job: ShardJob, report=None) -> ShardResult:
                 if job.decode_check:
                     checks.decode_check(frame, job.options, annotation)
                 sample = build_sample(frame, job.options, annotation)
-                checks.check_sample(frame, job.options, sample)
             except OutputError:
                 raise
             except CsconvError as error:

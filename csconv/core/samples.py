@@ -81,11 +81,13 @@ def _label(frame: Frame, options: ConvertOptions, annotation: Annotation | None)
         return label, "raw", label.shape, path
     if options.source is Source.RAW:
         path = frame.gtfine_path("polygons.json")
-        label = semantic.semantic_png(read_file(path), path)
+        label, size = semantic.semantic_png(read_file(path), path)
     elif options.source is Source.LABEL_IDS:
         path = frame.gtfine_path("labelIds.png")
-        label = semantic.semantic_png_from_label_ids(read_file(path), path)
+        label, size = semantic.semantic_png_from_label_ids(read_file(path), path)
     else:
+        # Stored as it is, so its header must already be what DeepLab2 expects.
         path = frame.gtfine_path("labelTrainIds.png")
         label = read_file(path)
-    return label, "png", semantic.label_png_size(label, path), path
+        size = semantic.gray8_size(label, path, "labelTrainIds")
+    return label, "png", size, path

@@ -52,14 +52,31 @@ def train_id_image(polygons_json: bytes, path: str):
     return canvas
 
 
-def semantic_png(polygons_json: bytes, path: str) -> bytes:
+def _encode(image) -> bytes:
     out = io.BytesIO()
     # Level 1: the label is a few flat regions, so extra effort buys little size.
-    train_id_image(polygons_json, path).save(out, format="png", compress_level=1)
+    image.save(out, format="png", compress_level=1)
     return out.getvalue()
 
 
-def semantic_png_from_label_ids(label_ids_png: bytes, path: str) -> bytes:
+def semantic_png(polygons_json: bytes, path: str) -> tuple[bytes, tuple[int, int]]:
+    """The trainId PNG and its (height, width)."""
+    image = train_id_image(polygons_json, path)
+    return _encode(image), (image.height, image.width)
+
+
+def gray8_size(data: bytes, path: str, what: str) -> tuple[int, int]:
+    """(height, width) of a label PNG that must be 8-bit grayscale, read from its header."""
+    info = png.inspect(data, path)
+    if info.colour_type != 0 or info.bit_depth != 8:
+        raise InputError(
+            path,
+            f"{what} must be an 8-bit grayscale PNG, got colour type {info.colour_type} at {info.bit_depth} bits",
+        )
+    return info.height, info.width
+
+
+def semantic_png_from_label_ids(label_ids_png: bytes, path: str) -> tuple[bytes, tuple[int, int]]:
     """The explicit `labelIds` option: remap the shipped label map through the table.
 
     Not the default: the shipped map was drawn by other software and differs from
@@ -67,19 +84,10 @@ def semantic_png_from_label_ids(label_ids_png: bytes, path: str) -> bytes:
     """
     from PIL import Image
 
-    info = png.inspect(label_ids_png, path)
-    if info.colour_type != 0 or info.bit_depth != 8:
-        raise InputError(path, "labelIds must be an 8-bit grayscale PNG")
+    size = gray8_size(label_ids_png, path, "labelIds")
     ids = np.asarray(Image.open(io.BytesIO(label_ids_png)))
     table = np.full(256, IGNORE_LABEL, dtype=np.uint8)
     for label in BY_ID.values():
         if label.id >= 0:
             table[label.id] = label.train_id if label.train_id >= 0 else IGNORE_LABEL
-    out = io.BytesIO()
-    Image.fromarray(table[ids]).save(out, format="png", compress_level=1)
-    return out.getvalue()
-
-
-def label_png_size(data: bytes, path: str) -> tuple[int, int]:
-    info = png.inspect(data, path)
-    return info.height, info.width
+    return _encode(Image.fromarray(table[ids])), size
