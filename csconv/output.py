@@ -15,11 +15,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from crc32c import crc32c
 
 from .core.errors import CsconvError
+from .crc import crc32c_combine
 
 TEMP_SUFFIX = ".partial"
 # Output is staged in blocks of this size and each block written with one call.
 _BLOCK = 8 << 20
-# A worker fills one block while the helper thread checksums and writes the others.
+# A worker fills one block while the helper thread writes (and with --sha256 hashes) the others.
 _BLOCKS_IN_FLIGHT = 3
 # O_DIRECT needs offsets and lengths in whole logical blocks; 4096 covers 512-byte disks too.
 _DIRECT_ALIGN = 4096
@@ -119,12 +120,22 @@ class ShardFile:
 
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
+        self._crc32c = crc32c(view, self._crc32c)
         self._stage(view)
         return view.nbytes
 
     def writelines(self, parts) -> None:
         for part in parts:
-            self._stage(memoryview(part).cast("B"))
+            self.write(part)
+
+    def writelines_with_crc32c(self, parts, crc: int) -> None:
+        """writelines() for a caller that already has the CRC32C of the parts end to end."""
+        length = 0
+        for part in parts:
+            view = memoryview(part).cast("B")
+            self._stage(view)
+            length += view.nbytes
+        self._crc32c = crc32c_combine(self._crc32c, crc, length)
 
     def _stage(self, view: memoryview) -> None:
         while view.nbytes:
@@ -162,11 +173,10 @@ class ShardFile:
         while self._in_flight:
             _spare_blocks.append(self._wait_oldest())
 
-    # -- on the helper thread: checksums, then the write ---------------------------------
+    # -- on the helper thread: the SHA-256 if asked for, then the write -------------------
     def _store(self, block: mmap.mmap, length: int) -> None:
         view = memoryview(block)
         data = view[:length]
-        self._crc32c = crc32c(data, self._crc32c)
         if self._sha256 is not None:
             self._sha256.update(data)
         if self.direct:
@@ -227,7 +237,7 @@ class ShardFile:
     @property
     def digests(self) -> dict[str, str]:
         """Checksums of the whole file, as the manifest records them."""
-        self._drain()
+        self._drain()  # the SHA-256 is computed on the helper thread
         found = {"crc32c": f"{self._crc32c:08x}"}
         if self._sha256 is not None:
             found["sha256"] = self._sha256.hexdigest()

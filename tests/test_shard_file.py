@@ -139,3 +139,16 @@ def test_forked_writers_do_not_share_staging_blocks(tmp_path):
         os._exit(0)
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
     assert block[:6] == b"parent"
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "buffered"])
+def test_parts_with_a_known_crc_give_the_same_digest_as_plain_writes(tmp_path, direct):
+    parts = parts_of([12, BLOCK + 3, 4, 70_000, 9], seed=5)
+    shard = ShardFile(str(tmp_path), "a.bin", direct=direct)
+    shard.write(parts[0])
+    shard.writelines_with_crc32c(parts[1:3], crc32c(parts[1] + parts[2]))
+    shard.write(parts[3])
+    shard.writelines_with_crc32c([parts[4], b""], crc32c(parts[4]))
+    shard.commit()
+    assert (tmp_path / "a.bin").read_bytes() == b"".join(parts)
+    assert shard.digests == file_digests(str(tmp_path / "a.bin"), ("crc32c",))

@@ -73,7 +73,17 @@ class TFRecordWriter(ShardWriter):
         self.stream = stream
 
     def write(self, sample: Sample) -> None:
-        self.stream.writelines(tfrecord_format.frame(example_parts(sample)))
+        parts = example_parts(sample)
+        header, data_crc, footer = tfrecord_format.frame_around(parts)
+        # A csconv shard file keeps a CRC32C of everything written; handing it the CRC
+        # computed for the record spares it a second pass over the data.
+        write_checksummed = getattr(self.stream, "writelines_with_crc32c", None)
+        if write_checksummed is None:
+            self.stream.writelines([header, *parts, footer])
+            return
+        self.stream.write(header)
+        write_checksummed(parts, data_crc)
+        self.stream.write(footer)
 
 
 class TFRecordSink(Sink):

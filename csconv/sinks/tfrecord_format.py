@@ -20,19 +20,34 @@ FeatureValue = Union[Buffer, str, int, Sequence[int]]
 _MASK_DELTA = 0xA282EAD8
 
 
-def masked_crc32c(parts: Sequence[Buffer] | Buffer) -> int:
-    if isinstance(parts, (bytes, bytearray, memoryview)):
-        parts = (parts,)
+def crc32c_of(parts: Sequence[Buffer]) -> int:
     crc = 0
     for part in parts:
         crc = crc32c(part, crc)
+    return crc
+
+
+def _mask(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def masked_crc32c(parts: Sequence[Buffer] | Buffer) -> int:
+    if isinstance(parts, (bytes, bytearray, memoryview)):
+        parts = (parts,)
+    return _mask(crc32c_of(parts))
+
+
+def frame_around(parts: Sequence[Buffer]) -> tuple[bytes, int, bytes]:
+    """What goes before and after the data of one record, and the data's plain CRC32C."""
+    length = struct.pack("<Q", sum(len(p) for p in parts))
+    data_crc = crc32c_of(parts)
+    return length + struct.pack("<I", masked_crc32c(length)), data_crc, struct.pack("<I", _mask(data_crc))
 
 
 def frame(parts: Sequence[Buffer]) -> list[Buffer]:
     """The buffers of one framed record, ready for writelines/writev."""
-    length = struct.pack("<Q", sum(len(p) for p in parts))
-    return [length + struct.pack("<I", masked_crc32c(length)), *parts, struct.pack("<I", masked_crc32c(parts))]
+    header, _, footer = frame_around(parts)
+    return [header, *parts, footer]
 
 
 class RecordError(ValueError):
