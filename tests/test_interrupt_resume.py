@@ -191,3 +191,43 @@ def test_resume_with_other_options_redoes_everything(dataset, tmp_path):
     assert snapshot(out) == snapshot(semantic)
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     assert manifest["options"]["task"] == "semantic"
+
+
+@pytest.mark.parametrize("sink", ["parquet", "webdataset"])
+def test_other_sinks_resume_and_keep_going_like_tfrecord(dataset, tmp_path, sink):
+    """--resume after a SIGKILL, and --keep_going past a bad frame, for the non-reference sinks."""
+    root_src, _, _ = dataset
+    root = tmp_path / "root"
+    shutil.copytree(root_src, root)
+    clean_dir = tmp_path / "clean"
+    started = time.monotonic()
+    assert run_csconv(root, clean_dir, f"--sink={sink}", "--workers=2").returncode == 0
+    clean = snapshot(clean_dir)
+    assert any(name.endswith((".parquet", ".tar")) for name in clean), sorted(clean)
+
+    out = tmp_path / "out"
+    process = subprocess.Popen(csconv_command(root, out, f"--sink={sink}", "--workers=2"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Kill once a shard is committed, so that --resume has something to keep.
+    deadline = started + 60
+    while time.monotonic() < deadline and not (
+        out.exists() and any(not n.startswith(".") and n != MANIFEST_NAME for n in os.listdir(out))
+    ):
+        time.sleep(0.005)
+    process.kill()
+    process.wait(timeout=30)
+    done = run_csconv(root, out, f"--sink={sink}", "--workers=2", "--resume")
+    assert done.returncode == 0, done.stderr
+    assert_same_as_clean(out, clean)
+
+    bad = sorted((root / "leftImg8bit" / "train").glob("*/*_leftImg8bit.png"))[3]
+    bad.write_bytes(bad.read_bytes()[:-40])
+    kept_going = tmp_path / "kept-going"
+    done = run_csconv(root, kept_going, f"--sink={sink}", "--workers=2", "--keep_going")
+    assert done.returncode == 1, done.stderr
+    assert "skipped 1 bad frame(s)" in done.stderr and str(bad) in done.stderr
+    manifest = json.loads((kept_going / MANIFEST_NAME).read_text())
+    assert [entry["path"] for entry in manifest["skipped"]] == [str(bad)]
+    assert manifest["splits"]["train"]["records"] == manifest["splits"]["train"]["frames"] - 1
+    report = verify(str(kept_going))
+    assert report.ok, report.defects
