@@ -209,17 +209,21 @@ def fresh_start(root: str, output: str) -> None:
 
 
 def run_repeated(argv: list[str], log_prefix: str, repeat: int, before=None) -> tuple[float, float, int, str]:
-    """The run with the median wall time of `repeat` runs; peak memory is the worst of them.
-
-    A virtual machine's disk and CPU vary from run to run by tens of percent; the
-    median of a few runs is what a user can expect, the min would flatter.
-    """
     runs = []
     for _ in range(repeat):
         if before is not None:
             before()
         runs.append(run_timed(argv, log_prefix))
-    runs.sort(key=lambda run: run[0])
+    return median_run(runs)
+
+
+def median_run(runs: list[tuple[float, float, int, str]]) -> tuple[float, float, int, str]:
+    """The run with the median wall time; peak memory is the worst of them.
+
+    A virtual machine's disk and CPU vary from run to run by tens of percent; the
+    median of a few runs is what a user can expect, the min would flatter.
+    """
+    runs = sorted(runs, key=lambda run: run[0])
     wall, cpu, _, stdout = runs[len(runs) // 2]
     return wall, cpu, max(run[2] for run in runs), stdout
 
@@ -271,28 +275,32 @@ def shard_hashes(directory: str) -> dict[str, str]:
 
 
 def bench_csconv(root, scratch, sizes, panoptic: bool, workers_list: list[int], repeat: int) -> tuple[list[Measurement], bool]:
-    """One run per worker count; returns the measurements and whether all outputs agree.
+    """`repeat` runs per worker count, interleaved (1, 2, 1, 2, ...) so that a drift of
+    the machine's speed during the benchmark does not favour one worker count; returns
+    the median run of each and whether all outputs agree.
 
     Every output is kept until the last run of this task is done, then hashed and deleted.
     """
     task = "panoptic" if panoptic else "semantic"
-    measurements, outputs = [], []
+    runs: dict[int, list] = {workers: [] for workers in workers_list}
+    outputs = {workers: os.path.join(scratch, f"csconv-{task}-w{workers}") for workers in workers_list}
+    for _ in range(repeat):
+        for workers in workers_list:
+            fresh_start(root, outputs[workers])
+            runs[workers].append(run_timed(csconv_argv(root, outputs[workers], panoptic, workers), outputs[workers]))
+    measurements = []
     for workers in workers_list:
-        output_dir = os.path.join(scratch, f"csconv-{task}-w{workers}")
-        argv = csconv_argv(root, output_dir, panoptic, workers)
-        wall, cpu, peak, _ = run_repeated(argv, output_dir, repeat, before=lambda: fresh_start(root, output_dir))
+        wall, cpu, peak, _ = median_run(runs[workers])
         shown = shlex.join(csconv_argv("R", "O", panoptic, workers)).replace(sys.executable, "python")
-        measurements.append(
-            Measurement(f"csconv {task}, {workers} worker(s)", shown, sum(sizes.values()),
-                        sizes["train"] + sizes["val"], wall, cpu, peak)
+        measurement = Measurement(f"csconv {task}, {workers} worker(s)", shown, sum(sizes.values()),
+                                  sizes["train"] + sizes["val"], wall, cpu, peak)
+        measurement.output_bytes = sum(
+            os.path.getsize(os.path.join(outputs[workers], name)) for name in os.listdir(outputs[workers])
         )
-        measurements[-1].output_bytes = sum(
-            os.path.getsize(os.path.join(output_dir, name)) for name in os.listdir(output_dir)
-        )
-        outputs.append(output_dir)
-    hashes = [shard_hashes(d) for d in outputs]
+        measurements.append(measurement)
+    hashes = [shard_hashes(outputs[workers]) for workers in workers_list]
     identical = all(h == hashes[0] for h in hashes) and bool(hashes[0])
-    for directory in outputs:
+    for directory in outputs.values():
         shutil.rmtree(directory)
     return measurements, identical
 
@@ -535,7 +543,8 @@ def report(args, sizes, ms, targets, load_at_start) -> str:
         "- Output identity: every worker count's output is kept until the last run of that task, "
         "then the SHA-256 of every file is compared.",
         f"- csconv and the floor run {args.repeat} times each and the run with the median wall time is "
-        "reported (peak memory: the worst run). Before each run the previous output is deleted, the disk "
+        "reported (peak memory: the worst run); csconv's worker counts take turns (1, 2, 1, 2, ...) so "
+        "that a drift of the machine's speed does not favour one of them. Before each run the previous output is deleted, the disk "
         f"synced and left {args.settle:g} s to settle (trimming deleted gigabytes slows the next run), "
         "then the inputs are read once into the page cache. The prework scripts run once.",
         "- The panoptic output is 8 MiB of raw label per labelled frame. The disk ceiling "
