@@ -167,11 +167,16 @@ class ShardFile:
             raise self._write_error(error) from None
         return block
 
-    def _drain(self) -> None:
-        if self._fill:
-            self._hand_over_block()
+    def _wait_in_flight(self) -> None:
         while self._in_flight:
             _spare_blocks.append(self._wait_oldest())
+
+    def _drain(self) -> None:
+        """Write everything, the partial last block included: only commit() may do this,
+        since a block written short leaves the file unaligned for O_DIRECT."""
+        if self._fill:
+            self._hand_over_block()
+        self._wait_in_flight()
 
     # -- on the helper thread: the SHA-256 if asked for, then the write -------------------
     def _store(self, block: mmap.mmap, length: int) -> None:
@@ -188,9 +193,13 @@ class ShardFile:
                 self._stored += length
                 return
             except OSError as error:
-                if error.errno != errno.EINVAL or self._stored:
+                if error.errno != errno.EINVAL:
                     raise
-                # The file system took the O_DIRECT open but refuses direct writes.
+                # Refused as a direct write: a file system that took the O_DIRECT open
+                # but not the write, a device wanting more than 4096-byte alignment, a
+                # short write, or padding past a file size limit. Every earlier block
+                # was full, so this one starts at an aligned offset and is simply
+                # written again through the page cache.
                 self._leave_direct_mode()
         self._write_all(data)
         self._stored += length
@@ -203,6 +212,8 @@ class ShardFile:
         offset = self._stored
         while data.nbytes:
             written = os.pwrite(self._fd, data, offset)
+            if written == 0:
+                raise OSError(errno.EIO, "the file system accepted no bytes")
             offset += written
             data = data[written:]
 
@@ -236,18 +247,22 @@ class ShardFile:
     # -- completion ---------------------------------------------------------------------
     @property
     def digests(self) -> dict[str, str]:
-        """Checksums of the whole file, as the manifest records them."""
-        self._drain()  # the SHA-256 is computed on the helper thread
+        """Checksums of everything written so far, as the manifest records them."""
         found = {"crc32c": f"{self._crc32c:08x}"}
         if self._sha256 is not None:
-            found["sha256"] = self._sha256.hexdigest()
+            self._wait_in_flight()  # the helper thread hashes the blocks it writes
+            sha256 = self._sha256.copy()
+            if self._fill:
+                sha256.update(memoryview(self._block)[: self._fill])
+            found["sha256"] = sha256.hexdigest()
         return found
 
     def commit(self) -> None:
         self._drain()
         try:
-            if self.direct and self.size % _DIRECT_ALIGN:
-                os.ftruncate(self._fd, self.size)
+            # Cuts the padding of a last direct block, and whatever a refused direct
+            # write may have left past the end before it was written again.
+            os.ftruncate(self._fd, self.size)
             os.fdatasync(self._fd)
             if not self.direct and hasattr(os, "posix_fadvise"):
                 os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -266,7 +281,7 @@ class ShardFile:
         self._in_flight.clear()
         if self._block is not None:
             _spare_blocks.append(self._block)
-            self._block = None
+            self._block, self._fill = None, 0
         if not self.closed:
             os.close(self._fd)
             self.closed = True
@@ -285,7 +300,7 @@ def _open_for_writing(path: str, direct: bool) -> tuple[int, bool]:
         try:
             return os.open(path, flags | os.O_DIRECT, 0o644), True
         except OSError as error:
-            if error.errno != errno.EINVAL:  # EINVAL: this file system has no O_DIRECT
+            if error.errno not in (errno.EINVAL, errno.EOPNOTSUPP):  # no O_DIRECT here
                 raise
     return os.open(path, flags, 0o644), False
 

@@ -6,6 +6,8 @@ import errno
 import fcntl
 import hashlib
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -152,3 +154,51 @@ def test_parts_with_a_known_crc_give_the_same_digest_as_plain_writes(tmp_path, d
     shard.commit()
     assert (tmp_path / "a.bin").read_bytes() == b"".join(parts)
     assert shard.digests == file_digests(str(tmp_path / "a.bin"), ("crc32c",))
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "buffered"])
+def test_digests_read_midway_leave_the_file_intact(tmp_path, direct):
+    parts = parts_of([100, 3996, BLOCK, 5], seed=9)
+    shard = ShardFile(str(tmp_path), "a.bin", sha256=True, direct=direct)
+    written = b""
+    for part in parts:
+        shard.write(part)
+        written += part
+        assert shard.digests == {"crc32c": f"{crc32c(written):08x}", "sha256": hashlib.sha256(written).hexdigest()}
+    shard.commit()
+    assert (tmp_path / "a.bin").read_bytes() == written
+    assert shard.digests == file_digests(str(tmp_path / "a.bin"), ("crc32c", "sha256"))
+
+
+def test_a_direct_write_refused_after_the_first_block_is_written_again_buffered(tmp_path, monkeypatch):
+    real_pwrite = os.pwrite
+
+    def pwrite(fd, data, offset):
+        # Like a device that wants more alignment than 4096 bytes, or a short write:
+        # only the partial last block is refused.
+        if hasattr(os, "O_DIRECT") and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT and len(data) < BLOCK:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(output.os, "pwrite", pwrite)
+    parts = parts_of([2 * BLOCK + 11_000], seed=2)
+    shard = write(tmp_path, "a.bin", parts, direct=True)
+    assert (tmp_path / "a.bin").read_bytes() == parts[0]
+    assert shard.digests == file_digests(str(tmp_path / "a.bin"), ("crc32c", "sha256"))
+
+
+def test_a_padded_last_block_may_cross_the_file_size_limit(tmp_path):
+    # The padding of the last O_DIRECT block goes past RLIMIT_FSIZE though the shard
+    # itself fits: the block is written again without padding.
+    script = f"""
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, ({BLOCK + 12_000}, {BLOCK + 12_000}))
+from csconv.output import ShardFile
+shard = ShardFile(sys.argv[1], "a.bin")
+shard.write(b"z" * {BLOCK + 11_000})
+shard.commit()
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "a.bin").read_bytes() == b"z" * (BLOCK + 11_000)

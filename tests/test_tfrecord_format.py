@@ -91,3 +91,10 @@ def test_files_cross_between_tensorflow_and_csconv(tf, tmp_path):
     with open(theirs, "rb") as f:
         assert list(fmt.iter_records(f)) == payloads
     assert ours.read_bytes() == theirs.read_bytes()
+
+
+
+def test_record_length_counts_bytes_not_array_elements():
+    label = memoryview(np.arange(10, dtype=np.int32))
+    header, _, _ = fmt.frame_around([b"ab", label])
+    assert int.from_bytes(header[:8], "little") == 2 + 40

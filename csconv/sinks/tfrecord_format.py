@@ -39,7 +39,7 @@ def masked_crc32c(parts: Sequence[Buffer] | Buffer) -> int:
 
 def frame_around(parts: Sequence[Buffer]) -> tuple[bytes, int, bytes]:
     """What goes before and after the data of one record, and the data's plain CRC32C."""
-    length = struct.pack("<Q", sum(len(p) for p in parts))
+    length = struct.pack("<Q", sum(memoryview(p).nbytes for p in parts))
     data_crc = crc32c_of(parts)
     return length + struct.pack("<I", masked_crc32c(length)), data_crc, struct.pack("<I", _mask(data_crc))
 
