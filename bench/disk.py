@@ -1,11 +1,13 @@
 """The disk ceiling: how fast this disk takes a given number of bytes, with nothing else to do.
 
-Usage: python bench/disk.py OUTPUT_FILE BYTES
+Usage: python bench/disk.py OUTPUT_DIR BYTES [STREAMS]
 
-Writes BYTES of incompressible data to one file in 8 MiB O_DIRECT writes (the way csconv
-and the floor write), then fdatasync. No converter writing the same bytes to the same disk
-can finish sooner, so bench/run.py compares csconv's wall time with it to tell a
-disk-bound run from a CPU-bound one.
+Writes BYTES of incompressible data into OUTPUT_DIR, split over STREAMS files written at
+once (default 1; bench/run.py uses as many as csconv's largest worker count, since each
+worker writes a shard of its own), each in 8 MiB O_DIRECT writes (the way csconv and the
+floor write), then fdatasync. No converter writing the same bytes to the same disk the
+same way can finish sooner, so bench/run.py compares csconv's wall time with it to tell
+a disk-bound run from a CPU-bound one.
 """
 
 from __future__ import annotations
@@ -13,30 +15,57 @@ from __future__ import annotations
 import mmap
 import os
 import sys
+import threading
 
 BLOCK = 8 << 20
+ALIGN = 4096
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print(__doc__.splitlines()[2], file=sys.stderr)
-        return 2
-    path, total = argv[0], int(argv[1])
+def write_stream(path: str, total: int, stream: int) -> None:
     block = mmap.mmap(-1, BLOCK, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    # Random bytes: a virtual disk may store zeros without writing them.
     block[:] = os.urandom(BLOCK)
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     try:
         fd = os.open(path, flags | os.O_DIRECT, 0o644)
     except (AttributeError, OSError):
         fd = os.open(path, flags, 0o644)
-    written = 0
+    written, count = 0, 0
     while written < total:
-        written += os.pwrite(fd, memoryview(block)[: min(BLOCK, -(-(total - written) // 4096) * 4096)], written)
+        # A distinct block every time: storage that deduplicates could skip repeats.
+        block[:16] = stream.to_bytes(8, "little") + count.to_bytes(8, "little")
+        length = min(BLOCK, -(-(total - written) // ALIGN) * ALIGN)
+        written += os.pwrite(fd, memoryview(block)[:length], written)
+        count += 1
     os.ftruncate(fd, total)
     os.fdatasync(fd)
     os.close(fd)
-    print(f"disk: {total} bytes")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) not in (2, 3):
+        print(__doc__.splitlines()[2], file=sys.stderr)
+        return 2
+    folder, total = argv[0], int(argv[1])
+    streams = int(argv[2]) if len(argv) == 3 else 1
+    os.makedirs(folder, exist_ok=True)
+    shares = [total // streams + (1 if i < total % streams else 0) for i in range(streams)]
+    failures: list[BaseException] = []
+
+    def run(index: int, share: int) -> None:
+        try:
+            write_stream(os.path.join(folder, f"stream{index}.bin"), share, index)
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=run, args=(i, share)) for i, share in enumerate(shares)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        print(f"disk: {failures[0]!r}", file=sys.stderr)
+        return 1
+    print(f"disk: {total} bytes in {streams} stream(s)")
     return 0
 
 
