@@ -1,13 +1,13 @@
-"""The disk ceiling: how fast this disk takes a given number of bytes, with nothing else to do.
+"""Disk alone: how fast this disk takes a given number of bytes, with nothing else to do.
 
 Usage: python bench/disk.py OUTPUT_DIR BYTES [STREAMS]
 
 Writes BYTES of incompressible data into OUTPUT_DIR, split over STREAMS files written at
 once (default 1; bench/run.py uses as many as csconv's largest worker count, since each
 worker writes a shard of its own), each in 8 MiB O_DIRECT writes (the way csconv and the
-floor write), then fdatasync. No converter writing the same bytes to the same disk the
-same way can finish sooner, so bench/run.py compares csconv's wall time with it to tell
-a disk-bound run from a CPU-bound one.
+floor write), then fdatasync. bench/run.py compares csconv's wall time with it to tell a
+disk-bound run from a CPU-bound one. A reference, not a strict bound: a converter may
+still be a little faster in a run where the disk happens to be quicker.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ CONTENDERS = (
     "floor (bench/floor.py)",
     "csconv panoptic, 1 worker(s)",
     "csconv panoptic, 2 worker(s)",
-    "disk ceiling: the panoptic output bytes alone (bench/disk.py)",
+    "disk alone: the panoptic output bytes, nothing else (bench/disk.py)",
     "csconv semantic, 1 worker(s)",
     "csconv semantic, 2 worker(s)",
     "csCreatePanopticImgs",
