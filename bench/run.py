@@ -419,7 +419,9 @@ def evaluate_targets(ms: list[Measurement], identical: dict[str, bool]) -> list[
     def scaling():
         x = pan1.wall / pan2.wall
         rate = pan2.output_bytes / pan2.wall / 1e9
-        text = f"{x:.2f}x ({pan1.wall:.2f} s -> {pan2.wall:.2f} s; 2 workers write {rate:.2f} GB/s)"
+        # Cores busy = CPU / wall: below 2 with two workers means they waited, here on the disk.
+        text = (f"{x:.2f}x ({pan1.wall:.2f} s -> {pan2.wall:.2f} s; 2 workers write {rate:.2f} GB/s and keep "
+                f"{pan2.cpu / pan2.wall:.2f} of {os.cpu_count()} cores busy, 1 worker {pan1.cpu / pan1.wall:.2f})")
         if disk is not None:
             disk_rate = disk.output_bytes / disk.wall / 1e9
             text += (f"; bench/disk.py, writing the same bytes and doing nothing else, took {disk.wall:.2f} s "
