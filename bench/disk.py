@@ -4,41 +4,35 @@ Usage: python bench/disk.py OUTPUT_DIR BYTES [STREAMS]
 
 Writes BYTES of incompressible data into OUTPUT_DIR, split over STREAMS files written at
 once (default 1; bench/run.py uses as many as csconv's largest worker count, since each
-worker writes a shard of its own), each in 8 MiB O_DIRECT writes (the way csconv and the
-floor write), then fdatasync. bench/run.py compares csconv's wall time with it to tell a
-disk-bound run from a CPU-bound one. A reference, not a strict bound: a converter may
+worker writes a shard of its own), each through bench/synced_file.py (8 MiB O_DIRECT
+writes, the way csconv and the floor write), then fdatasync. bench/run.py compares
+csconv's wall time with it to tell a disk-bound run from a CPU-bound one. A reference, not a strict bound: a converter may
 still be a little faster in a run where the disk happens to be quicker.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 import sys
 import threading
 
+from synced_file import SyncedFile  # bench/ is sys.path[0] when run as a script
+
 BLOCK = 8 << 20
-ALIGN = 4096
 
 
 def write_stream(path: str, total: int, stream: int) -> None:
-    block = mmap.mmap(-1, BLOCK, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    block[:] = os.urandom(BLOCK)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    try:
-        fd = os.open(path, flags | os.O_DIRECT, 0o644)
-    except (AttributeError, OSError):
-        fd = os.open(path, flags, 0o644)
+    block = bytearray(os.urandom(BLOCK))
+    out = SyncedFile(path)
     written, count = 0, 0
     while written < total:
         # A distinct block every time: storage that deduplicates could skip repeats.
         block[:16] = stream.to_bytes(8, "little") + count.to_bytes(8, "little")
-        length = min(BLOCK, -(-(total - written) // ALIGN) * ALIGN)
-        written += os.pwrite(fd, memoryview(block)[:length], written)
+        length = min(BLOCK, total - written)
+        out.write([memoryview(block)[:length]])
+        written += length
         count += 1
-    os.ftruncate(fd, total)
-    os.fdatasync(fd)
-    os.close(fd)
+    out.close()
 
 
 def main(argv: list[str]) -> int:

@@ -12,26 +12,23 @@ Failure behaviour (see README, "Failure behaviour"):
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import warnings
 from dataclasses import dataclass, field
 
-from . import __version__, plugins, resume
+from . import manifest, plugins, resume
 from . import workers as worker_pool
 from .core import discover
 from .core.errors import CsconvError
 from .core.records import ConvertOptions, Source, Task
 from .core.sources import Dataset, open_dataset
 from .core.samples import TEST_SPLIT, Annotation, load_prepared_annotations
-from .output import is_temp_name, temp_name, write_atomically
+from .manifest import MANIFEST_NAME
+from .output import is_temp_name, temp_name
 from .shards import ShardJob, ShardResult, SkippedFrame
 from .progress import Progress
 from .resume import Interrupted, RunInterrupted
-
-MANIFEST_NAME = "csconv-manifest.json"
-
 
 @dataclass
 class RunSummary:
@@ -117,25 +114,6 @@ def _check_size(split: str, count: int, strict: bool) -> None:
     warnings.warn(message + " (DeepLab2 would refuse it; converting anyway)", SplitSizeWarning, stacklevel=3)
 
 
-def _manifest_entries(output_dir: str) -> dict[str, dict]:
-    """Shard entries of an existing manifest, by name ({} when there is none or it is unreadable)."""
-    try:
-        with open(os.path.join(output_dir, MANIFEST_NAME), "rb") as f:
-            manifest = json.load(f)
-        entries = {
-            s["name"]: {**s, "split": split, "index": index, "skipped": []}
-            for split, info in manifest["splits"].items()
-            for index, s in enumerate(info["shards"])
-            if os.sep not in s["name"] and not s["name"].startswith(".")
-        }
-        for skipped in manifest.get("skipped", ()):
-            if skipped.get("shard") in entries:
-                entries[skipped["shard"]]["skipped"].append(skipped)
-        return entries
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
-
-
 def prepare_output_dir(
     output_dir: str, jobs: list[ShardJob], overwrite: bool = False, resume_run: bool = False
 ) -> dict[str, ShardResult]:
@@ -146,7 +124,7 @@ def prepare_output_dir(
         if is_temp_name(name):  # left by a killed run
             os.unlink(os.path.join(output_dir, name))
     shard_names = {job.shard_name for job in jobs}
-    previous = _manifest_entries(output_dir) if MANIFEST_NAME in existing else {}
+    previous = manifest.shard_entries(output_dir) if MANIFEST_NAME in existing else {}
     own = shard_names | {resume.record_name(n) for n in shard_names} | {MANIFEST_NAME}
     clash = sorted(existing & own)
     if clash and not (overwrite or resume_run):
@@ -182,34 +160,6 @@ def _remove_temporaries(output_dir: str, jobs: list[ShardJob]) -> None:
                 os.unlink(os.path.join(output_dir, temp_name(name)))
             except FileNotFoundError:
                 pass
-
-
-def write_manifest(output_dir: str, sink_name: str, options: ConvertOptions, summary: RunSummary, num_shards: int):
-    """Deterministic: the same run gives the same bytes, whatever --workers or --resume."""
-    manifest = {
-        "csconv_version": __version__,
-        "sink": sink_name,
-        "options": resume.options_dict(options),
-        "num_shards": num_shards,
-        "splits": {
-            split: {
-                "records": sum(s.records for s in summary.shards if s.split == split),
-                "frames": count,
-                "shards": [
-                    {
-                        "name": s.name, "records": s.records, "bytes": s.bytes, **s.digests,
-                        "fingerprint": s.fingerprint,
-                    }
-                    for s in summary.shards
-                    if s.split == split
-                ],
-            }
-            for split, count in summary.splits.items()
-        },
-        # --keep_going: frames left out of their shard (index = position in the split).
-        "skipped": [skipped.__dict__ for skipped in summary.skipped],
-    }
-    write_atomically(os.path.join(output_dir, MANIFEST_NAME), (json.dumps(manifest, indent=2) + "\n").encode())
 
 
 def default_splits(dataset: Dataset) -> list[str]:
@@ -266,7 +216,7 @@ def convert(
                     progress.close()
                 results = sorted([*kept.values(), *done], key=lambda r: (r.split, r.index))
                 summary = RunSummary(splits=sizes, shards=results, seconds=progress.elapsed)
-                write_manifest(output_dir, sink_name, options, summary, num_shards)
+                manifest.write(output_dir, sink_name, options, summary, num_shards)
         except BaseException as error:
             with worker_pool.signals_ignored():  # a second Ctrl-C must not interrupt the clean-up
                 _remove_temporaries(output_dir, jobs)

@@ -18,7 +18,7 @@ from .core.errors import CsconvError, InputError
 from .core.labels import IGNORE_LABEL, LABELS, NUM_TRAIN_CLASSES, train_id_palette
 from .core.records import Sample
 from .plugins import get_sink
-from .verify import load_manifest
+from .manifest import load as load_manifest
 
 TRAIN_NAMES = {label.train_id: label.name for label in LABELS if 0 <= label.train_id < NUM_TRAIN_CLASSES}
 OUTLINE = (255, 255, 255)

@@ -16,7 +16,7 @@ import numpy as np
 from .core.discover import parse_splits
 from .core.labels import IGNORE_LABEL, NUM_TRAIN_CLASSES, train_id_palette
 from .preview import TRAIN_NAMES, _font, iter_split, label_divisor, label_maps
-from .verify import load_manifest
+from .manifest import load as load_manifest
 
 CLASSES = list(range(NUM_TRAIN_CLASSES)) + [IGNORE_LABEL]
 

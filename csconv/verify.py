@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from itertools import zip_longest
 
-from .convert import MANIFEST_NAME
 from .core import png
-from .core.errors import CsconvError, InputError
+from .core.errors import InputError
 from .core.records import Sample
 from .output import DIGESTS, file_digests
+from .manifest import load as load_manifest
 from .plugins import get_sink
 
 
@@ -27,17 +26,6 @@ class Report:
     @property
     def ok(self) -> bool:
         return not self.defects
-
-
-def load_manifest(output_dir: str) -> dict:
-    path = os.path.join(output_dir, MANIFEST_NAME)
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise CsconvError(f"{path}: no manifest; is {output_dir} a csconv output folder?") from None
-    except ValueError as error:
-        raise CsconvError(f"{path}: unreadable manifest ({error})") from None
 
 
 def _png_problem(data, what: str, height: int, width: int) -> str | None:

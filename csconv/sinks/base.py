@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Iterator
 from typing import BinaryIO, ClassVar
 
 from ..core.records import Sample
+
+
+def split_of_shard(path: str) -> str:
+    """The split a shard holds, from its file name: every sink names shards `<split>-...`."""
+    return os.path.basename(path).split("-", 1)[0]
 
 
 class ShardWriter:

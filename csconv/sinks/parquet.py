@@ -18,7 +18,7 @@ import numpy as np
 
 from ..core.records import Sample
 from ..hookspecs import hookimpl
-from .base import ShardWriter, Sink
+from .base import ShardWriter, Sink, split_of_shard
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 
@@ -173,7 +173,7 @@ class ParquetSink(Sink):
     def read_shard(self, path: str) -> Iterator[Sample]:
         import pyarrow.parquet as pq
 
-        split = path.rsplit("/", 1)[-1].split("-", 1)[0]
+        split = split_of_shard(path)
         with pq.ParquetFile(path) as parquet_file:
             for group in range(parquet_file.num_row_groups):
                 for row in parquet_file.read_row_group(group).to_pylist():

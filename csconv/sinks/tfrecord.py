@@ -10,7 +10,7 @@ import numpy as np
 from ..core.records import Sample
 from ..hookspecs import hookimpl
 from . import tfrecord_format
-from .base import ShardWriter, Sink
+from .base import ShardWriter, Sink, split_of_shard
 
 # DeepLab2's feature keys (deeplab2/common.py).
 KEY_IMAGE = "image/encoded"
@@ -97,7 +97,7 @@ class TFRecordSink(Sink):
         return TFRecordWriter(stream)
 
     def read_shard(self, path: str) -> Iterator[Sample]:
-        split = path.rsplit("/", 1)[-1].split("-", 1)[0]
+        split = split_of_shard(path)
         with open(path, "rb") as f:
             for record in tfrecord_format.iter_records(f):
                 yield sample_from_example(record, split)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..core.records import Sample
 from ..hookspecs import hookimpl
-from .base import ShardWriter, Sink
+from .base import ShardWriter, Sink, split_of_shard
 
 PANOPTIC_KEY = "panoptic.npy"
 SEMANTIC_KEY = "semantic.png"
@@ -123,7 +123,7 @@ class WebDatasetSink(Sink):
     def read_shard(self, path: str) -> Iterator[Sample]:
         from webdataset import autodecode, tariterators
 
-        split = path.rsplit("/", 1)[-1].split("-", 1)[0]
+        split = split_of_shard(path)
         # webdataset's own tar expansion, grouping and decoding, as WebDataset(path).decode()
         # runs them, but over a file closed here (WebDataset's opener leaves it open).
         # No image handler: png members stay the exact stored bytes; npy and json decode.
