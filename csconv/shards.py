@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import checks, plugins, resume
+from . import plugins, resume
 from .core.errors import CsconvError
 from .core.records import ConvertOptions, Frame
 from .core.samples import Annotation, build_sample
@@ -85,9 +85,7 @@ def write_shard(job: ShardJob, report=None) -> ShardResult:
         writer = sink.open_writer(shard)
         for offset, (frame, annotation) in enumerate(zip(job.frames, job.annotations)):
             try:
-                if job.decode_check:
-                    checks.decode_check(frame, job.options, annotation)
-                sample = build_sample(frame, job.options, annotation)
+                sample = build_sample(frame, job.options, annotation, job.decode_check)
             except OutputError:
                 raise
             except CsconvError as error:

@@ -82,6 +82,22 @@ def rgb_image(data: bytes, path: str, check_crc: bool = True) -> tuple[bytes, in
     return _normalise_with_pillow(data, path)
 
 
+def check_decodes(data: bytes, path: str) -> None:
+    """`--decode_check`: raise InputError(path, ...) unless the PNG decodes completely.
+
+    The structural walk checks chunk CRCs only; damage inside the compressed pixel data
+    whose CRCs were made to match shows only in a full decode.
+    """
+    from PIL import Image
+
+    inspect(data, path)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except (OSError, ValueError, SyntaxError) as error:
+        raise InputError(path, f"PNG pixel data does not decode ({error})") from None
+
+
 def _normalise_with_pillow(data: bytes, path: str) -> tuple[bytes, int, int]:
     from PIL import Image, ImageOps
 

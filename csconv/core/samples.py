@@ -39,11 +39,14 @@ def prepared_panoptic_path(frame: Frame, file_name: str) -> str:
     return os.path.join(frame.labels_base, folder, file_name)
 
 
-def build_sample(frame: Frame, options: ConvertOptions, annotation: Annotation | None = None) -> Sample:
-    image, height, width = png.rgb_image(read_file(frame.image_path), frame.image_path)
+def build_sample(
+    frame: Frame, options: ConvertOptions, annotation: Annotation | None = None, decode_check: bool = False
+) -> Sample:
+    """`decode_check`: also decode every PNG read in full with Pillow (see png.check_decodes)."""
+    image, height, width = png.rgb_image(_read_png(frame.image_path, decode_check), frame.image_path)
     label, label_format = None, None
     if frame.split != TEST_SPLIT:
-        label, label_format, (label_height, label_width), label_path = _label(frame, options, annotation)
+        label, label_format, (label_height, label_width), label_path = _label(frame, options, annotation, decode_check)
         if (label_height, label_width) != (height, width):
             raise InputError(
                 label_path,
@@ -62,11 +65,18 @@ def build_sample(frame: Frame, options: ConvertOptions, annotation: Annotation |
     )
 
 
-def _label(frame: Frame, options: ConvertOptions, annotation: Annotation | None):
+def _read_png(path: str, decode_check: bool) -> bytes:
+    data = read_file(path)
+    if decode_check:
+        png.check_decodes(data, path)
+    return data
+
+
+def _label(frame: Frame, options: ConvertOptions, annotation: Annotation | None, decode_check: bool):
     if options.task is Task.PANOPTIC:
         if options.source is Source.RAW:
             path = frame.gtfine_path("instanceIds.png")
-            ids = panoptic.decode_instance_ids(read_file(path), path)
+            ids = panoptic.decode_instance_ids(_read_png(path, decode_check), path)
             label = panoptic.panoptic_from_instance_ids(
                 ids, path, options.treat_crowd_as_ignore, options.label_divisor
             )
@@ -76,7 +86,7 @@ def _label(frame: Frame, options: ConvertOptions, annotation: Annotation | None)
             file_name, segments = annotation
             path = prepared_panoptic_path(frame, file_name)
             label = panoptic.panoptic_from_segments(
-                read_file(path), segments, path, options.treat_crowd_as_ignore, options.label_divisor
+                _read_png(path, decode_check), segments, path, options.treat_crowd_as_ignore, options.label_divisor
             )
         return label, "raw", label.shape, path
     if options.source is Source.RAW:
@@ -84,10 +94,10 @@ def _label(frame: Frame, options: ConvertOptions, annotation: Annotation | None)
         label, size = semantic.semantic_png(read_file(path), path)
     elif options.source is Source.LABEL_IDS:
         path = frame.gtfine_path("labelIds.png")
-        label, size = semantic.semantic_png_from_label_ids(read_file(path), path)
+        label, size = semantic.semantic_png_from_label_ids(_read_png(path, decode_check), path)
     else:
         # Stored as it is, so its header must already be what DeepLab2 expects.
         path = frame.gtfine_path("labelTrainIds.png")
-        label = read_file(path)
+        label = _read_png(path, decode_check)
         size = semantic.gray8_size(label, path, "labelTrainIds")
     return label, "png", size, path
