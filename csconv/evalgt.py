@@ -32,9 +32,10 @@ import numpy as np
 
 from .core.discover import parse_splits
 from .core.errors import CsconvError, InputError
-from .core.panoptic import decode_instance_ids
+from .core.panoptic import decode_instance_ids, label_of_value
 from .core.sources import read_file
-from .core.labels import BY_ID, LABEL_DIVISOR, LABELS
+from .output import write_atomically
+from .core.labels import LABEL_DIVISOR, LABELS
 
 SPLITS = ("train", "val", "test")
 INSTANCE_SUFFIX = "_instanceIds.png"
@@ -99,10 +100,7 @@ def panoptic_frame(instance_ids: np.ndarray, path: str) -> tuple[np.ndarray, lis
     for value, area, x0, x1, y0, y1 in zip(
         *(table[k].tolist() for k in ("value", "area", "x0", "x1", "y0", "y1"))
     ):
-        label_id = value if value < LABEL_DIVISOR else value // LABEL_DIVISOR
-        label = BY_ID.get(label_id)
-        if label is None or label_id < 0:
-            raise InputError(path, f"value {value} names label id {label_id}, not in the Cityscapes table")
+        label = label_of_value(value, path)
         if label.ignore_in_eval:
             continue
         lut[value] = value
@@ -162,10 +160,7 @@ def write_split(
         "categories": categories(),
     }
     json_path = os.path.join(output_dir, base + ".json")
-    tmp = json_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(document, f, sort_keys=True, indent=4)
-    os.replace(tmp, json_path)
+    write_atomically(json_path, json.dumps(document, sort_keys=True, indent=4).encode())
     return json_path, len(files)
 
 

@@ -28,20 +28,19 @@ import sys
 import numpy as np
 
 from .core.errors import CsconvError, InputError
-from .core.labels import IGNORE_LABEL, LABELS, NUM_TRAIN_CLASSES
+from .core.labels import BY_TRAIN_ID, IGNORE_LABEL, NUM_TRAIN_CLASSES
+from .core.panoptic import distinct_values, rgb_to_ids
+from .output import write_atomically
 from .evalgt import categories, segment_table
 
 EXTENSIONS = (".png", ".npy", ".raw", ".bin")
 # <city>_<seq>_<frame>: the image id the server matches predictions by.
 IMAGE_ID = re.compile(r"^(.+?_\d{6}_\d{6})")
 
-_TRAIN_LABELS = {label.train_id: label for label in LABELS if 0 <= label.train_id < NUM_TRAIN_CLASSES}
-
-
 def train_to_label_id_lut() -> np.ndarray:
     """uint8 table trainId -> original label id; 255 -> 0; other values -> 0 (checked apart)."""
     lut = np.zeros(256, dtype=np.uint8)
-    for train_id, label in _TRAIN_LABELS.items():
+    for train_id, label in BY_TRAIN_ID.items():
         lut[train_id] = label.id
     return lut
 
@@ -106,8 +105,7 @@ def _read_png(path: str) -> np.ndarray:
     if mode in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
         return array
     if mode == "RGB":
-        a = array.astype(np.int64)
-        return a[..., 0] + (a[..., 1] << 8) + (a[..., 2] << 16)
+        return rgb_to_ids(array)
     if mode == "RGBA":
         return np.ascontiguousarray(array).view("<i4")[..., 0]
     raise InputError(path, f"unsupported PNG mode {mode!r} (grayscale 8/16-bit, RGB or RGBA)")
@@ -129,20 +127,21 @@ def panoptic_to_coco(panoptic: np.ndarray, path: str, label_divisor: int = 1000)
     """(RGB uint8 COCO panoptic image, segments_info with original label ids)."""
     if panoptic.size and panoptic.min() < 0:
         raise InputError(path, "negative panoptic ids")
-    values, inverse = np.unique(panoptic, return_inverse=True)
+    values = distinct_values(panoptic)
+    inverse = np.searchsorted(values, panoptic)
     semantic, instance = np.divmod(values, label_divisor)
     segment_of_value = np.zeros(len(values), dtype=np.int64)  # 0: void
     for i, (train_id, inst) in enumerate(zip(semantic.tolist(), instance.tolist())):
         if train_id == IGNORE_LABEL:
             continue
-        label = _TRAIN_LABELS.get(train_id)
+        label = BY_TRAIN_ID.get(train_id)
         if label is None:
             raise InputError(path, f"panoptic id {values[i]} has semantic class {train_id}, not a trainId 0..18 or 255")
         # Segment ids mirror the ground truth's: label id * divisor (+ instance for things).
         segment_of_value[i] = label.id * label_divisor + (inst if label.is_thing else 0)
     if segment_of_value.max(initial=0) >= 1 << 24:
         raise CsconvError(f"--label_divisor {label_divisor} is too large for 24-bit COCO segment ids")
-    segment_ids = segment_of_value[inverse.reshape(panoptic.shape)]
+    segment_ids = segment_of_value[inverse]
 
     segments = []
     table = segment_table(segment_ids)
@@ -203,8 +202,7 @@ def to_evalid_panoptic(
         Image.fromarray(rgb, "RGB").save(os.path.join(folder, file_name))
         annotations.append({"image_id": image_id, "file_name": file_name, "segments_info": segments})
     json_path = os.path.join(output_dir, name + ".json")
-    with open(json_path, "w") as f:
-        json.dump({"annotations": annotations, "categories": categories()}, f, indent=2)
+    write_atomically(json_path, json.dumps({"annotations": annotations, "categories": categories()}, indent=2).encode())
     return json_path
 
 

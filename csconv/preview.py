@@ -15,12 +15,12 @@ import sys
 import numpy as np
 
 from .core.errors import CsconvError, InputError
-from .core.labels import IGNORE_LABEL, LABELS, NUM_TRAIN_CLASSES, train_id_palette
+from .core.labels import BY_TRAIN_ID, IGNORE_LABEL, train_id_palette
 from .core.records import Sample
 from .plugins import get_sink
 from .manifest import load as load_manifest
 
-TRAIN_NAMES = {label.train_id: label.name for label in LABELS if 0 <= label.train_id < NUM_TRAIN_CLASSES}
+TRAIN_NAMES = {train_id: label.name for train_id, label in BY_TRAIN_ID.items()}
 OUTLINE = (255, 255, 255)
 BACKGROUND = (32, 32, 32)
 LEGEND_TEXT = (235, 235, 235)

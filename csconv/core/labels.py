@@ -73,7 +73,8 @@ BY_NAME: dict[str, Label] = {label.name: label for label in LABELS}
 BY_ID: dict[int, Label] = {label.id: label for label in LABELS}
 THING_TRAIN_IDS: frozenset[int] = frozenset(l.train_id for l in LABELS if l.is_thing)
 NUM_TRAIN_CLASSES = 19
-MAX_LABEL_ID = max(BY_ID)
+# The 19 evaluated classes by trainId (several labels share trainId 255, none of 0..18).
+BY_TRAIN_ID: dict[int, Label] = {l.train_id: l for l in LABELS if 0 <= l.train_id < NUM_TRAIN_CLASSES}
 
 
 def label_for_polygon(name: str) -> Label | None:
@@ -90,7 +91,6 @@ def label_for_polygon(name: str) -> Label | None:
 def train_id_palette() -> np.ndarray:
     """RGB colour per trainId (0..255), black for ignored ids."""
     palette = np.zeros((256, 3), dtype=np.uint8)
-    for label in LABELS:
-        if 0 <= label.train_id < NUM_TRAIN_CLASSES:
-            palette[label.train_id] = label.color
+    for train_id, label in BY_TRAIN_ID.items():
+        palette[train_id] = label.color
     return palette

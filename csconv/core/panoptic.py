@@ -10,7 +10,7 @@ import numpy as np
 
 from . import png
 from .errors import InputError
-from .labels import BY_ID, IGNORE_LABEL, THING_TRAIN_IDS
+from .labels import BY_ID, IGNORE_LABEL, LABEL_DIVISOR, THING_TRAIN_IDS, Label
 
 try:
     from . import _pngunfilter
@@ -56,6 +56,22 @@ def _decode_gray16(data: bytes, info: png.PngInfo) -> np.ndarray:
     return np.frombuffer(pixels, dtype=np.uint16).reshape(info.height, info.width)
 
 
+def label_of_value(value: int, path: str) -> Label:
+    """The label an instanceIds value names: the value itself below 1000 (stuff and crowd
+    regions), value // 1000 above (one instance)."""
+    label_id = value if value < LABEL_DIVISOR else value // LABEL_DIVISOR
+    label = BY_ID.get(label_id)
+    if label is None or label_id < 0:
+        raise InputError(path, f"value {value} names label id {label_id}, not in the Cityscapes table")
+    return label
+
+
+def rgb_to_ids(rgb: np.ndarray) -> np.ndarray:
+    """COCO panoptic colours to segment ids: R + 256 G + 65536 B, as int32."""
+    wide = rgb.astype(np.int32)
+    return wide[..., 0] + (wide[..., 1] << 8) + (wide[..., 2] << 16)
+
+
 def instance_ids_lookup(
     values: np.ndarray, path: str, treat_crowd_as_ignore: bool, label_divisor: int
 ) -> dict[int, int]:
@@ -68,15 +84,12 @@ def instance_ids_lookup(
     counts: dict[int, int] = defaultdict(int)
     lookup: dict[int, int] = {}
     for value in values.tolist():
-        label_id = value if value < 1000 else value // 1000
-        label = BY_ID.get(label_id)
-        if label is None or label_id < 0:
-            raise InputError(path, f"value {value} names label id {label_id}, not in the Cityscapes table")
+        label = label_of_value(value, path)
         if label.ignore_in_eval:
             lookup[value] = ignored
         elif not label.is_thing:
             lookup[value] = label.train_id * label_divisor
-        elif value < 1000:  # a crowd ('group') region
+        elif value < LABEL_DIVISOR:  # a crowd ('group') region
             lookup[value] = ignored if treat_crowd_as_ignore else label.train_id * label_divisor
         else:
             counts[label.train_id] += 1
@@ -127,10 +140,9 @@ def panoptic_from_segments(
         image = Image.open(io.BytesIO(panoptic_png))
         if image.mode != "RGB":
             raise InputError(path, f"panoptic PNG must be RGB, got mode {image.mode}")
-        rgb = np.asarray(image).astype(np.int32)
+        ids = rgb_to_ids(np.asarray(image))
     except (OSError, ValueError, SyntaxError) as error:
         raise InputError(path, f"cannot decode panoptic PNG ({error})") from None
-    ids = rgb[..., 0] + (rgb[..., 1] << 8) + (rgb[..., 2] << 16)
     present, inverse, areas = np.unique(ids, return_inverse=True, return_counts=True)
     area_of = dict(zip(present.tolist(), areas.tolist()))
 
