@@ -75,10 +75,9 @@ def label_maps(sample: Sample, divisor: int = 1000) -> tuple[np.ndarray | None, 
     if sample.label is None:
         return None, None
     if isinstance(sample.label, np.ndarray):
-        panoptic = sample.label.astype(np.int64, copy=False)
-        semantic = panoptic // divisor
+        semantic, instance = np.divmod(sample.label, divisor)
         semantic = np.where((semantic >= 0) & (semantic < 256), semantic, IGNORE_LABEL).astype(np.uint8)
-        return semantic, panoptic % divisor
+        return semantic, instance
     with Image.open(io.BytesIO(sample.label)) as image:
         return np.asarray(image).astype(np.uint8), None
 

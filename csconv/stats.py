@@ -43,7 +43,8 @@ class SplitStats:
 
 def frame_instances(semantic: np.ndarray, instance: np.ndarray) -> np.ndarray:
     """Per trainId, the number of distinct instance ids > 0 in one frame."""
-    pairs = np.unique(semantic.astype(np.int64)[instance > 0] * (1 << 32) + instance[instance > 0])
+    things = instance > 0
+    pairs = np.unique(semantic[things].astype(np.int64) * (1 << 32) + instance[things])
     return np.bincount(pairs >> 32, minlength=256)[:256]
 
 
