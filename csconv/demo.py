@@ -9,19 +9,15 @@ import warnings
 
 from .convert import SplitSizeWarning, convert
 from .core.records import ConvertOptions
-from .plugins import get_sink, sinks
+from .plugins import sinks
+from .preview import iter_split
 
 DEMO_SPLITS = {"train": 6, "val": 4, "test": 3}
 
 
-def read_back(sink_name: str, output_dir: str) -> list:
-    sink = get_sink(sink_name)
-    samples = []
-    for split in DEMO_SPLITS:
-        for index in range(10):
-            path = os.path.join(output_dir, sink.shard_name(split, index, 10))
-            samples.extend(sink.read_shard(path))
-    return samples
+def read_back(output_dir: str) -> list:
+    """Every sample of the output, found through its manifest, whatever the sink."""
+    return [sample for split in DEMO_SPLITS for sample in iter_split(output_dir, split)]
 
 
 def demo(directory: str, width: int = 512, height: int = 256, workers: int = 1) -> int:
@@ -46,7 +42,7 @@ def demo(directory: str, width: int = 512, height: int = 256, workers: int = 1) 
             warnings.simplefilter("ignore", SplitSizeWarning)
             summary = convert(root, output_dir, sink_name=name, options=ConvertOptions(), workers=workers,
                               overwrite=True, show_progress=False)
-        samples = read_back(name, output_dir)
+        samples = read_back(output_dir)
         if reference is None:
             reference = samples
         same = samples == reference

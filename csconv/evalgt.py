@@ -92,27 +92,26 @@ def segment_table(instance_ids: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def segments_of(instance_ids: np.ndarray):
+    """(value, COCO segment dict with iscrowd 0) per distinct value, ascending."""
+    table = segment_table(instance_ids)
+    for value, area, x0, x1, y0, y1 in zip(*(table[k].tolist() for k in ("value", "area", "x0", "x1", "y0", "y1"))):
+        yield value, {"id": value, "category_id": None, "area": area,
+                      "bbox": [x0, y0, x1 - x0 + 1, y1 - y0 + 1], "iscrowd": 0}
+
+
 def panoptic_frame(instance_ids: np.ndarray, path: str) -> tuple[np.ndarray, list[dict]]:
     """(RGB uint8 panoptic image, segments_info) for one instanceIds array."""
-    table = segment_table(instance_ids)
     lut = np.zeros(1 << 16, dtype="<u2")  # value -> itself when kept, 0 (void) otherwise
     segments = []
-    for value, area, x0, x1, y0, y1 in zip(
-        *(table[k].tolist() for k in ("value", "area", "x0", "x1", "y0", "y1"))
-    ):
+    for value, segment in segments_of(instance_ids):
         label = label_of_value(value, path)
         if label.ignore_in_eval:
             continue
         lut[value] = value
-        segments.append(
-            {
-                "id": value,
-                "category_id": label.id,
-                "area": area,
-                "bbox": [x0, y0, x1 - x0 + 1, y1 - y0 + 1],
-                "iscrowd": 1 if value < LABEL_DIVISOR and label.has_instances else 0,
-            }
-        )
+        segment["category_id"] = label.id
+        segment["iscrowd"] = 1 if value < LABEL_DIVISOR and label.has_instances else 0
+        segments.append(segment)
     kept = lut[instance_ids]
     rgb = np.zeros(instance_ids.shape + (3,), dtype=np.uint8)
     rgb[..., :2] = kept.view(np.uint8).reshape(instance_ids.shape + (2,))  # low byte R, high byte G; B = 0

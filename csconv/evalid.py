@@ -31,7 +31,7 @@ from .core.errors import CsconvError, InputError
 from .core.labels import BY_TRAIN_ID, IGNORE_LABEL, NUM_TRAIN_CLASSES
 from .core.panoptic import distinct_values, rgb_to_ids
 from .output import write_atomically
-from .evalgt import categories, segment_table
+from .evalgt import categories, segments_of
 
 EXTENSIONS = (".png", ".npy", ".raw", ".bin")
 # <city>_<seq>_<frame>: the image id the server matches predictions by.
@@ -144,19 +144,10 @@ def panoptic_to_coco(panoptic: np.ndarray, path: str, label_divisor: int = 1000)
     segment_ids = segment_of_value[inverse]
 
     segments = []
-    table = segment_table(segment_ids)
-    for sid, area, x0, x1, y0, y1 in zip(*(table[k].tolist() for k in ("value", "area", "x0", "x1", "y0", "y1"))):
-        if sid == 0:
-            continue
-        segments.append(
-            {
-                "id": sid,
-                "category_id": sid // label_divisor,
-                "area": area,
-                "bbox": [x0, y0, x1 - x0 + 1, y1 - y0 + 1],
-                "iscrowd": 0,
-            }
-        )
+    for sid, segment in segments_of(segment_ids):
+        if sid != 0:
+            segment["category_id"] = sid // label_divisor
+            segments.append(segment)
     rgb = np.ascontiguousarray(segment_ids.astype("<u4")).view(np.uint8).reshape(panoptic.shape + (4,))[..., :3]
     return np.ascontiguousarray(rgb), segments
 
