@@ -91,7 +91,7 @@ def write_shard(job: ShardJob, report=None) -> ShardResult:
             except CsconvError as error:
                 if not job.keep_going:
                     raise
-                path = getattr(error, "path", frame.image_path)
+                path = getattr(error, "path", str(frame.image_path))
                 reason = getattr(error, "problem", str(error))
                 skipped.append(SkippedFrame(job.split, job.start + offset, job.shard_name, path, reason))
             else:

@@ -1,6 +1,7 @@
 """Converting straight from the two official zip archives, without unpacking them."""
 
 import os
+import shutil
 import zipfile
 
 import pytest
@@ -138,3 +139,82 @@ def test_cli_names_a_corrupt_member(tree, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert f"{gtfine}::{member}: corrupt archive member" in err and "Traceback" not in err
+
+
+# --- archives csconv cannot read, and paths that only look like archive members -------
+
+
+def _patch_central_entry(archive, member: str, offset: int, data: bytes) -> None:
+    """Overwrite bytes of `member`'s central directory entry (offsets as in the zip spec)."""
+    raw = bytearray(archive.read_bytes())
+    name = member.encode()
+    start = raw.rindex(name) - 46  # the central entry's fixed part precedes its name
+    assert raw[start : start + 4] == b"PK\x01\x02"
+    raw[start + offset : start + offset + len(data)] = data
+    archive.write_bytes(bytes(raw))
+
+
+def _first_member(archive, suffix: str, split: str = "train") -> str:
+    return next(n for n in zipfile.ZipFile(archive).namelist() if n.endswith(suffix) and f"/{split}/" in n)
+
+
+@pytest.mark.parametrize(
+    "offset, value, needle",
+    [
+        (8, b"\x01\x00", "encrypted archive member"),  # general purpose flag bit 0: encrypted
+        (10, b"\x09\x00", "compressed with Deflate64 (method 9)"),  # compression method 9
+    ],
+    ids=["encrypted", "deflate64"],
+)
+def test_member_python_cannot_read_is_one_line_naming_it(tree, tmp_path, capsys, offset, value, needle):
+    from csconv.cli import main
+
+    gtfine, _ = make_archives(tree, tmp_path / "download", zipfile.ZIP_STORED)
+    member = _first_member(gtfine, "_instanceIds.png")
+    _patch_central_entry(gtfine, member, offset, value)
+    common = ["--cityscapes_root", str(tmp_path / "download"), "--quiet", "--workers", "1"]
+    code = main([*common, "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "warning" not in line]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"csconv: error: {gtfine}::{member}: {needle}"), err
+    # A per-frame problem: --keep_going leaves that frame out and converts the rest.
+    code = main([*common, "--output_dir", str(tmp_path / "kept"), "--keep_going"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"{gtfine}::{member}: {needle}" in err, err
+
+
+@pytest.mark.parametrize("which", ["gtFine", "leftImg8bit"])
+def test_archive_with_two_members_of_one_name_is_refused(tree, tmp_path, capsys, which):
+    from csconv.cli import main
+
+    gtfine, images = make_archives(tree, tmp_path / "download", zipfile.ZIP_DEFLATED)
+    archive = gtfine if which == "gtFine" else images
+    member = _first_member(archive, "_polygons.json" if which == "gtFine" else "_leftImg8bit.png")
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        with zipfile.ZipFile(archive, "a") as appended:  # what an appending archiver leaves
+            appended.writestr(member, zipfile.ZipFile(archive).read(member))
+    code = main(["--cityscapes_root", str(tmp_path / "download"), "--output_dir", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert f"csconv: error: {archive}::{member}: the archive holds two members of this name" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_root_whose_path_holds_double_colons_is_a_plain_folder(tree, tmp_path):
+    from csconv.cli import main
+
+    odd = tmp_path / "a::b" / "cityscapes"
+    shutil.copytree(tree, odd)
+    assert main(["--cityscapes_root", str(odd), "--output_dir", str(tmp_path / "odd-out"), "--quiet"]) == 0
+    assert main(["--cityscapes_root", str(tree), "--output_dir", str(tmp_path / "plain-out"), "--quiet"]) == 0
+    assert shard_bytes(tmp_path / "odd-out") == shard_bytes(tmp_path / "plain-out")
+
+
+def test_archives_in_a_folder_whose_path_holds_double_colons(tree, tmp_path):
+    from csconv.cli import main
+
+    make_archives(tree, tmp_path / "x::y", zipfile.ZIP_DEFLATED)
+    assert main(["--cityscapes_root", str(tmp_path / "x::y"), "--output_dir", str(tmp_path / "out"), "--quiet"]) == 0
+    assert main(["--cityscapes_root", str(tree), "--output_dir", str(tmp_path / "ref"), "--quiet"]) == 0
+    assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "ref")

@@ -10,8 +10,10 @@ class CsconvError(Exception):
 class InputError(CsconvError):
     """A bad input file: the message names it."""
 
-    def __init__(self, path: str, problem: str):
-        # Both in args so the error survives pickling from a worker process.
+    def __init__(self, path, problem: str):
+        # Both in args so the error survives pickling from a worker process; the path as
+        # text (an archive member reads `<archive>::<member>`) so it can go into JSON.
+        path = str(path)
         super().__init__(path, problem)
         self.path = path
         self.problem = problem

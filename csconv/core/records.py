@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
+
+from .sources import Location
 
 
 class Task(str, Enum):
@@ -32,14 +33,14 @@ class ConvertOptions:
 class Frame:
     """One leftImg8bit image found on disk, with where its labels would be."""
 
-    labels_base: str  # <root>/gtFine, or <archive>::gtFine (see core.sources)
+    labels_base: Location  # <root>/gtFine, or gtFine inside the archive (see core.sources)
     split: str
     city: str
     name: str  # <city>_<seq>_<frame>, DeepLab2's image/filename
-    image_path: str
+    image_path: Location
 
-    def gtfine_path(self, suffix: str) -> str:
-        return os.path.join(self.labels_base, self.split, self.city, f"{self.name}_gtFine_{suffix}")
+    def gtfine_path(self, suffix: str) -> Location:
+        return self.labels_base.join(self.split, self.city, f"{self.name}_gtFine_{suffix}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 
 from . import panoptic, png, semantic
 from .errors import CsconvError, InputError
 from .records import ConvertOptions, Frame, Sample, Source, Task
-from .sources import read_file
+from .sources import Location, read_file
 
 TEST_SPLIT = "test"
 
@@ -16,9 +15,9 @@ TEST_SPLIT = "test"
 Annotation = tuple[str, list]  # (panoptic PNG file name, segments_info) from the prework JSON
 
 
-def load_prepared_annotations(labels_base: str, split: str) -> dict[str, Annotation]:
+def load_prepared_annotations(labels_base: Location, split: str) -> dict[str, Annotation]:
     """image_id -> annotation, from gtFine/cityscapes_panoptic_<split>_trainId.json."""
-    path = os.path.join(labels_base, f"cityscapes_panoptic_{split}_trainId.json")
+    path = labels_base.join(f"cityscapes_panoptic_{split}_trainId.json")
     try:
         doc = json.loads(read_file(path))
         annotations = {}
@@ -34,9 +33,9 @@ def load_prepared_annotations(labels_base: str, split: str) -> dict[str, Annotat
     return annotations
 
 
-def prepared_panoptic_path(frame: Frame, file_name: str) -> str:
+def prepared_panoptic_path(frame: Frame, file_name: str) -> Location:
     folder = f"cityscapes_panoptic_{frame.split}_trainId"
-    return os.path.join(frame.labels_base, folder, file_name)
+    return frame.labels_base.join(folder, file_name)
 
 
 def build_sample(

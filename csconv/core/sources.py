@@ -1,7 +1,9 @@
 """Where the input files live: an unpacked Cityscapes tree, or the two official zip archives.
 
-Paths inside an archive are written `<archive>::<member>`, so a frame's files are plain
-strings either way and worker processes can open what they need themselves.
+Every input file is a `Location`: a path, or an archive path and a member name carried
+as separate values. Messages show a member as `<archive>::<member>`, but nothing is
+ever parsed back from that text, so a folder whose name holds `::` is just a folder.
+Locations pickle, so worker processes open what they need themselves.
 """
 
 from __future__ import annotations
@@ -13,10 +15,33 @@ from dataclasses import dataclass
 
 from .errors import CsconvError, InputError
 
-ARCHIVE_SEPARATOR = "::"
+ARCHIVE_SEPARATOR = "::"  # display only: how a member is named in messages
 IMAGE_SUFFIX = "_leftImg8bit.png"
 GTFINE_ZIP = "gtFine_trainvaltest.zip"
 IMAGES_ZIP = "leftImg8bit_trainvaltest.zip"
+
+
+@dataclass(frozen=True)
+class Location:
+    """An input file or folder: `path` on disk, or `member` inside the zip archive at `path`."""
+
+    path: str
+    member: str | None = None
+
+    @property
+    def in_archive(self) -> bool:
+        return self.member is not None
+
+    def join(self, *parts: str) -> "Location":
+        if self.member is None:
+            return Location(os.path.join(self.path, *parts))
+        return Location(self.path, "/".join((self.member, *parts)))
+
+    def __str__(self) -> str:
+        return self.path if self.member is None else f"{self.path}{ARCHIVE_SEPARATOR}{self.member}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
 
 @dataclass(frozen=True)
@@ -24,8 +49,8 @@ class Dataset:
     """The input: where images and gtFine labels are, as path prefixes."""
 
     description: str
-    images_base: str  # <root>/leftImg8bit or <archive>::leftImg8bit
-    labels_base: str  # <root>/gtFine or <archive>::gtFine
+    images_base: Location  # <root>/leftImg8bit, or member leftImg8bit of the images archive
+    labels_base: Location  # <root>/gtFine, or member gtFine of the gtFine archive
     image_members: tuple[str, ...] | None = None  # archive member names, when from a zip
 
     @property
@@ -34,15 +59,16 @@ class Dataset:
 
     def splits_present(self) -> list[str]:
         if self.image_members is None:
-            return sorted(os.listdir(self.images_base)) if os.path.isdir(self.images_base) else []
+            base = self.images_base.path
+            return sorted(os.listdir(base)) if os.path.isdir(base) else []
         return sorted({member.split("/")[1] for member in self.image_members})
 
     def has_split(self, split: str) -> bool:
         if self.image_members is None:
-            return os.path.isdir(os.path.join(self.images_base, split))
+            return os.path.isdir(os.path.join(self.images_base.path, split))
         return split in self.splits_present()
 
-    def list_images(self, split: str) -> list[tuple[str, str, str]]:
+    def list_images(self, split: str) -> list[tuple[Location, str, str]]:
         """(path, city, stem) of every leftImg8bit/<split>/*/*_leftImg8bit.png, sorted by path.
 
         Directories are listed by hand rather than globbed so that names starting
@@ -50,23 +76,23 @@ class Dataset:
         """
         found = []
         if self.image_members is None:
-            split_dir = os.path.join(self.images_base, split)
+            split_dir = os.path.join(self.images_base.path, split)
             for city in os.listdir(split_dir):
                 city_dir = os.path.join(split_dir, city)
                 if os.path.isdir(city_dir):
                     for name in os.listdir(city_dir):
                         if name.endswith(IMAGE_SUFFIX):
-                            found.append((os.path.join(city_dir, name), city, name[: -len(IMAGE_SUFFIX)]))
+                            found.append((Location(os.path.join(city_dir, name)), city, name[: -len(IMAGE_SUFFIX)]))
+            found.sort(key=lambda item: item[0].path)
         else:
-            archive = self.images_base.split(ARCHIVE_SEPARATOR)[0]
+            archive = self.images_base.path
             for member in self.image_members:
                 _, member_split, city, name = member.split("/")
                 if member_split == split and name.endswith(IMAGE_SUFFIX):
-                    path = f"{archive}{ARCHIVE_SEPARATOR}{member}"
-                    found.append((path, city, name[: -len(IMAGE_SUFFIX)]))
-        # Sorting the archive paths sorts as the unpacked tree's full paths would: the
-        # prefix before leftImg8bit/ is the same for every file.
-        found.sort()
+                    found.append((Location(archive, member), city, name[: -len(IMAGE_SUFFIX)]))
+            # Member names sort as the unpacked tree's full paths would: the prefix
+            # before leftImg8bit/ is the same for every file.
+            found.sort(key=lambda item: item[0].member)
         return found
 
 
@@ -81,7 +107,7 @@ def open_dataset(root: str | None, gtfine_zip: str | None = None, images_zip: st
         raise CsconvError(f"{root}: Cityscapes root does not exist or is not a folder")
     images, labels = os.path.join(root, "leftImg8bit"), os.path.join(root, "gtFine")
     if os.path.isdir(images) and os.path.isdir(labels):
-        return Dataset(root, images, labels)
+        return Dataset(root, Location(images), Location(labels))
     zips = os.path.join(root, GTFINE_ZIP), os.path.join(root, IMAGES_ZIP)
     if not os.path.isdir(images) and not os.path.isdir(labels) and all(os.path.isfile(z) for z in zips):
         return _from_archives(*zips)
@@ -95,18 +121,37 @@ def open_dataset(root: str | None, gtfine_zip: str | None = None, images_zip: st
 
 def _from_archives(gtfine_zip: str, images_zip: str) -> Dataset:
     members = []
-    for name in _archive(images_zip).namelist():
+    for name in _member_names(images_zip):
         parts = name.split("/")
         # Only leftImg8bit/<split>/<city>/<file>: README, license and __MACOSX/ are ignored.
         if len(parts) == 4 and parts[0] == "leftImg8bit" and parts[3].endswith(IMAGE_SUFFIX):
             members.append(name)
-    _archive(gtfine_zip)  # fail now, not in a worker, if it is not a zip
+    _member_names(gtfine_zip)  # fail now, not in a worker, if it is not a usable zip
     return Dataset(
         f"{images_zip} + {gtfine_zip}",
-        f"{images_zip}{ARCHIVE_SEPARATOR}leftImg8bit",
-        f"{gtfine_zip}{ARCHIVE_SEPARATOR}gtFine",
+        Location(images_zip, "leftImg8bit"),
+        Location(gtfine_zip, "gtFine"),
         tuple(members),
     )
+
+
+def _member_names(archive_path: str) -> list[str]:
+    """The archive's member names; an InputError when one appears twice.
+
+    Appending archivers leave two members of one name; reading by name would give
+    one of them, and listing would convert that frame twice.
+    """
+    names = _archive(archive_path).namelist()
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InputError(
+                str(Location(archive_path, name)),
+                "the archive holds two members of this name (left by an appending archiver?); "
+                "re-create the archive with one copy",
+            )
+        seen.add(name)
+    return names
 
 
 # One open handle per archive and process: a handle inherited across fork shares its
@@ -126,10 +171,13 @@ def _archive(path: str) -> zipfile.ZipFile:
     return _open_archives[key]
 
 
-def read_file(path: str) -> bytes:
+def read_file(location: Location | str) -> bytes:
     """The bytes of a file or archive member; an InputError naming it otherwise."""
-    if ARCHIVE_SEPARATOR in path:
-        return _read_member(*path.split(ARCHIVE_SEPARATOR, 1))
+    if isinstance(location, Location):
+        if location.member is not None:
+            return _read_member(location.path, location.member)
+        location = location.path
+    path = location
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -147,10 +195,22 @@ def read_file(path: str) -> bytes:
 
 def _read_member(archive_path: str, member: str) -> bytes:
     archive = _archive(archive_path)
-    where = f"{archive_path}{ARCHIVE_SEPARATOR}{member}"
+    where = str(Location(archive_path, member))
     try:
         return archive.read(member)
     except KeyError:
         raise InputError(where, "not in the archive") from None
+    except NotImplementedError:
+        method = archive.getinfo(member).compress_type
+        name = _COMPRESSION_NAMES.get(method, f"method {method}")
+        raise InputError(
+            where, f"compressed with {name}, which Python's zipfile cannot read; re-pack the archive with Deflate"
+        ) from None
+    except RuntimeError as error:  # after NotImplementedError, its subclass: zipfile's way of saying "encrypted"
+        raise InputError(where, f"encrypted archive member, which csconv cannot read ({error})") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:
         raise InputError(where, f"corrupt archive member ({error})") from None
+
+
+# Zip compression methods Python cannot decompress, by the number the archive records.
+_COMPRESSION_NAMES = {9: "Deflate64 (method 9)", 6: "Implode (method 6)", 1: "Shrink (method 1)", 98: "PPMd (method 98)"}
