@@ -14,9 +14,25 @@ from .errors import InputError
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOUR_RGB = 2
-# Chunks that can make Pillow report other dimensions or mode than IHDR does
-# (DeepLab2 applies EXIF orientation); their presence sends a file down the slow path.
-_TRANSFORMING_CHUNKS = {b"eXIf", b"tEXt", b"zTXt", b"iTXt"}
+# DeepLab2 takes the size from the image after EXIF orientation, and Pillow (13) finds
+# an orientation in an eXIf chunk, or in a text chunk keyed 'exif', 'Raw profile type
+# exif', 'XML:com.adobe.xmp' or 'xmp'. Other chunks, other text (every real Cityscapes
+# frame carries 'date:create' and 'date:modify') change nothing Pillow reports, and
+# sending them to the slow path costs a full decode per frame.
+_EXIF_CHUNK = b"eXIf"
+_TEXT_CHUNKS = {b"tEXt", b"zTXt", b"iTXt"}
+
+
+def _text_may_orient(keyword: bytes) -> bool:
+    """Whether Pillow might read an orientation from a text chunk with this keyword.
+
+    Wider than Pillow's exact keywords on purpose: any spelling of EXIF or XMP, and
+    every ImageMagick 'Raw profile type ...' (APP1 holds EXIF or XMP), so that a Pillow
+    that learns another spelling still gets the slow path; a wrong fast path would give
+    the wrong size, a wrong slow path only costs time.
+    """
+    folded = keyword.lower()
+    return b"exif" in folded or b"xmp" in folded or folded.startswith(b"raw profile type")
 
 
 @dataclass(frozen=True)
@@ -25,7 +41,7 @@ class PngInfo:
     height: int
     bit_depth: int
     colour_type: int
-    plain: bool  # no chunk that could change what Pillow reports
+    plain: bool  # no chunk from which Pillow could read an EXIF orientation
     interlaced: bool
     idat: tuple[tuple[int, int], ...]  # (start, end) of each IDAT chunk's data
 
@@ -61,8 +77,13 @@ def inspect(data: bytes | memoryview, path: str, check_crc: bool = True) -> PngI
             header = struct.unpack_from(">IIBBBBB", view, pos + 8)
         elif kind == b"IDAT":
             idat.append((pos + 8, end - 4))
-        elif kind in _TRANSFORMING_CHUNKS:
+        elif kind == _EXIF_CHUNK:
             plain = False
+        elif kind in _TEXT_CHUNKS and plain:
+            # Pillow takes the keyword as everything up to the first NUL (all of the
+            # data when there is none), whatever the 79-byte limit of the PNG spec.
+            keyword = bytes(view[pos + 8 : end - 4]).split(b"\0", 1)[0]
+            plain = not _text_may_orient(keyword)
         if kind == b"IEND":
             break
         pos = end
