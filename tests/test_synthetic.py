@@ -1,7 +1,9 @@
 import json
 import os
 import shutil
+import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -232,3 +234,81 @@ def test_full_size_train_has_a_crowded_frame_and_an_empty_one(tmp_path):
         inst = np.array(Image.open(gt_path(p, "instanceIds.png")))
         counts.append(int((np.unique(inst) >= 1000).sum()))
     assert counts[1] > 100 and counts[2] == 0 and 0 < counts[0] < 100
+
+
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "cityscapes-real"
+REAL_LAYOUT = [b"IHDR", b"gAMA", b"sRGB", b"cHRM", b"bKGD", b"pHYs", b"IDAT", b"tEXt", b"tEXt", b"IEND"]
+
+
+def chunk_list(data: bytes) -> list[tuple[bytes, bytes]]:
+    chunks, pos = [], 8
+    while pos < len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        body = data[pos + 8 : pos + 8 + length]
+        assert zlib.crc32(kind + body) == struct.unpack_from(">I", data, pos + 8 + length)[0]
+        chunks.append((kind, body))
+        pos += 12 + length
+    return chunks
+
+
+def layout(chunks) -> list[bytes]:
+    """Chunk types in file order, a run of IDAT counted once."""
+    kinds = []
+    for kind, _ in chunks:
+        if not (kind == b"IDAT" and kinds[-1:] == [b"IDAT"]):
+            kinds.append(kind)
+    return kinds
+
+
+def texts(chunks) -> list[tuple[bytes, bytes]]:
+    return [tuple(body.split(b"\0", 1)) for kind, body in chunks if kind == b"tEXt"]
+
+
+def idat_sizes(chunks) -> list[int]:
+    return [len(body) for kind, body in chunks if kind == b"IDAT"]
+
+
+def test_images_carry_what_real_frames_carry(tree):
+    _, paths = tree
+    rgb = [p for p in paths if Image.open(p).mode == "RGB"]
+    assert rgb
+    stamps = set()
+    for p in rgb:
+        chunks = chunk_list(p.read_bytes())
+        assert layout(chunks) == REAL_LAYOUT, p
+        (create, created), (modify, modified) = texts(chunks)
+        assert (create, modify) == (b"date:create", b"date:modify") and created == modified
+        stamps.add(created)
+    assert len(stamps) == len(rgb), "each frame has its own time stamp"
+    # Other modes carry the same chunks, Pillow's own (a palette) where the PNG spec
+    # puts them, and Pillow reads them all.
+    for p in paths:
+        kinds = layout(chunk_list(p.read_bytes()))
+        assert [k for k in kinds if k not in (b"PLTE", b"tRNS")] == REAL_LAYOUT, p
+        im = Image.open(p)
+        im.load()
+        assert im.info["date:create"] and im.info["gamma"] == 0.45455
+
+
+def test_full_size_images_split_their_pixels_like_real_frames(tmp_path):
+    (path,) = generate_dataset(tmp_path, {"train": 1}, width=512, height=256)
+    sizes = idat_sizes(chunk_list(path.read_bytes()))
+    assert len(sizes) > 1 and set(sizes[:-1]) == {32768} and 0 < sizes[-1] <= 32768
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason=f"real Cityscapes frames not present at {REAL}")
+def test_chunk_sequence_matches_the_real_frames(tree):
+    _, paths = tree
+    real = sorted((REAL / "leftImg8bit").rglob("*_leftImg8bit.png"))
+    assert real
+    synthetic_rgb = [p for p in paths if Image.open(p).mode == "RGB"]
+    fixed = {}
+    for p in real + synthetic_rgb:
+        chunks = chunk_list(p.read_bytes())
+        assert layout(chunks) == REAL_LAYOUT, p
+        assert [keyword for keyword, _ in texts(chunks)] == [b"date:create", b"date:modify"], p
+        assert set(idat_sizes(chunks)[:-1]) <= {32768}, p
+        # Not just the same types: the same gamma, primaries, background, density.
+        fixed[p] = [c for c in chunks if c[0] in (b"gAMA", b"sRGB", b"cHRM", b"bKGD", b"pHYs")]
+    assert len({tuple(v) for v in fixed.values()}) == 1

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
+import struct
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,20 @@ LABEL_COMPRESS_LEVEL = 6
 CROWDED_FRAME, CROWDED_INSTANCES = 1, 120
 EMPTY_FRAME = 2
 NOISE = 2  # +-NOISE grey levels of per-pixel noise; makes the PNG a realistic 1-3 MB
+
+# What every real leftImg8bit PNG carries besides its pixels, so that csconv meets here
+# what it meets in the download: gamma 1/2.2, sRGB perceptual, the sRGB primaries, a
+# white background and 72x72 pixels per unknown unit before the pixels; the pixels in
+# 32 KiB IDAT chunks; the file's creation and modification times as text after them.
+_GAMA = struct.pack(">I", 45455)
+_SRGB = b"\0"
+_CHRM = struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000)
+_PHYS = struct.pack(">IIB", 72, 72, 0)
+_IDAT_SIZE = 32768
+# The first real train frame's time stamp; frames follow half a minute apart, as the
+# real ones do, so each file's stamps depend only on its split and index.
+_FIRST_STAMP = datetime(2015, 12, 2, 13, 50, 29, tzinfo=timezone(timedelta(hours=1)))
+_SPLIT_DAYS = {"train": 0, "val": 1, "test": 2, "train_extra": 3}
 
 
 def frame_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -111,9 +128,57 @@ def _to_mode(rgb: np.ndarray, mode: str) -> Image.Image:
     return im.convert(mode)
 
 
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    pos = 8
+    while pos < len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        yield kind, data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+
+
+def _background(bit_depth: int, colour_type: int) -> bytes:
+    """bKGD white in the layout the colour type asks for (the first entry for a palette)."""
+    if colour_type == 3:
+        return b"\0"
+    white = struct.pack(">H", (1 << bit_depth) - 1)
+    return white * 3 if colour_type in (2, 6) else white
+
+
+def frame_stamp(split: str, index: int) -> str:
+    stamp = _FIRST_STAMP + timedelta(days=_SPLIT_DAYS.get(split, 4), seconds=33 * index)
+    return stamp.isoformat()
+
+
+def like_real_frame(png: bytes, stamp: str) -> bytes:
+    """Pillow's PNG with the real frames' chunks around the pixels, in their order.
+
+    Pillow cannot write text after the pixels, nor bKGD before pHYs, so the chunks are
+    spliced into its output; what Pillow wrote (a palette, transparency) stays between
+    the colour-space chunks, which must precede it, and bKGD, which must follow it.
+    """
+    chunks = list(_chunks(png))
+    kind, header = chunks[0]
+    assert kind == b"IHDR"
+    own = [_chunk(k, d) for k, d in chunks[1:] if k not in (b"IDAT", b"IEND")]
+    pixels = b"".join(d for k, d in chunks if k == b"IDAT")
+    return b"".join([
+        png[:8], _chunk(b"IHDR", header),
+        _chunk(b"gAMA", _GAMA), _chunk(b"sRGB", _SRGB), _chunk(b"cHRM", _CHRM), *own,
+        _chunk(b"bKGD", _background(header[8], header[9])), _chunk(b"pHYs", _PHYS),
+        *(_chunk(b"IDAT", pixels[i : i + _IDAT_SIZE]) for i in range(0, len(pixels), _IDAT_SIZE)),
+        _chunk(b"tEXt", b"date:create\0" + stamp.encode()),
+        _chunk(b"tEXt", b"date:modify\0" + stamp.encode()),
+        _chunk(b"IEND", b""),
+    ])
+
+
 def write_frame(root: Path, split: str, city: str, stem: str, objects: list[dict],
                 width: int, height: int, rng: np.random.Generator, *, mode: str = "RGB",
-                write_color: bool = False) -> Path:
+                write_color: bool = False, stamp: str | None = None) -> Path:
     label_ids, inst = render_labels(objects, width, height)
     img_dir = root / "leftImg8bit" / split / city
     gt_dir = root / "gtFine" / split / city
@@ -129,7 +194,9 @@ def write_frame(root: Path, split: str, city: str, stem: str, objects: list[dict
         Image.fromarray(_colour_lut()[label_ids], "RGBA").save(
             f"{gt}_color.png", compress_level=LABEL_COMPRESS_LEVEL)
     out = img_dir / f"{stem}_leftImg8bit.png"
-    _to_mode(render_image(inst, rng), mode).save(out, compress_level=IMAGE_COMPRESS_LEVEL)
+    encoded = io.BytesIO()
+    _to_mode(render_image(inst, rng), mode).save(encoded, format="png", compress_level=IMAGE_COMPRESS_LEVEL)
+    out.write_bytes(like_real_frame(encoded.getvalue(), stamp or _FIRST_STAMP.isoformat()))
     return out
 
 
@@ -176,5 +243,6 @@ def generate_dataset(root, split_sizes={"train": 3, "val": 2, "test": 2}, *, wid
                 objects = labelled_scene(rng, width, height, extra, many_instances_label, things)
             written.append(write_frame(root, split, city, stem, objects, width, height, rng,
                                        mode=_mode_for(image_modes, index, stem),
-                                       write_color=write_color))
+                                       write_color=write_color,
+                                       stamp=frame_stamp(split, index)))
     return sorted(written)
