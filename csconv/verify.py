@@ -1,18 +1,90 @@
-"""`csconv verify`: prove an output folder holds what its manifest says, record by record."""
+"""`csconv verify`: prove an output folder holds what its manifest says, record by record,
+and compare two outputs sample by sample.
+
+Either folder of a comparison may be csconv's (any sink; its manifest says where the
+shards are) or DeepLab2's own (`<split>-0000k-of-0000N.tfrecord` files and nothing else:
+the shards are found by name). Records are compared on their parsed features, never on
+their bytes: TensorFlow's protobuf writes an Example's feature map in an order that
+changes from run to run, so equal records need not be equal bytes.
+"""
 
 from __future__ import annotations
 
+import io
 import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import zip_longest
 
-from .core import png
-from .core.errors import InputError
-from .core.records import Sample
-from .output import DIGESTS, file_digests
-from .manifest import load as load_manifest
-from .plugins import get_sink
+import numpy as np
 
+from .core import png
+from .core.errors import CsconvError, InputError
+from .core.records import Sample
+from .manifest import MANIFEST_NAME
+from .manifest import load as load_manifest
+from .output import DIGESTS, file_digests
+from .plugins import get_sink
+from .sinks import tfrecord, tfrecord_format
+from .sinks.base import Sink
+
+# DeepLab2's shard names; the split is everything before the first dash, as for every sink.
+DEEPLAB2_SHARD = re.compile(r"(?P<split>[^./-][^/-]*)-(?P<index>\d+)-of-(?P<count>\d+)\.tfrecord")
+SPLIT_PATTERN = r"[^./-][^/-]*"
+
+
+@dataclass
+class Output:
+    """Where the shards of one output folder are, and what wrote them."""
+
+    folder: str
+    sink: Sink
+    sink_name: str
+    splits: dict[str, list[dict]]  # split -> its shard entries in order, each at least {"name": ...}
+    has_manifest: bool
+    problems: list[str] = field(default_factory=list)  # found while laying the folder out
+
+
+def open_output(folder: str) -> Output:
+    """A csconv output (by its manifest) or DeepLab2's own TFRecords (by file name)."""
+    if not os.path.isdir(folder):
+        raise CsconvError(f"{folder}: not a folder")
+    if os.path.exists(os.path.join(folder, MANIFEST_NAME)):
+        manifest = load_manifest(folder)
+        sink_name = manifest.get("sink", "?")
+        splits = {split: list(info["shards"]) for split, info in manifest.get("splits", {}).items()}
+        return Output(folder, get_sink(sink_name), sink_name, splits, has_manifest=True)
+    return _deeplab2_output(folder)
+
+
+def _deeplab2_output(folder: str) -> Output:
+    found: dict[str, dict[int, dict[int, str]]] = {}  # split -> shard count -> index -> name
+    for name in sorted(os.listdir(folder)):
+        match = DEEPLAB2_SHARD.fullmatch(name)
+        if match and os.path.isfile(os.path.join(folder, name)):
+            counts = found.setdefault(match["split"], {})
+            counts.setdefault(int(match["count"]), {})[int(match["index"])] = name
+    if not found:
+        raise CsconvError(
+            f"{folder}: neither a csconv output (no {MANIFEST_NAME}) nor DeepLab2's "
+            "(no <split>-0000k-of-0000N.tfrecord shards)"
+        )
+    splits, problems = {}, []
+    for split, counts in sorted(found.items()):
+        # Files of another shard count are most likely left over from an earlier run:
+        # the layout most files agree on is the output, the rest are reported.
+        count = max(counts, key=lambda c: (len(counts[c]), c))
+        for other, names in sorted(counts.items()):
+            if other != count:
+                problems += [f"{name}: not one of the {split} split's {count} shards" for name in names.values()]
+        names = counts[count]
+        problems += [f"{names[i]}: index beyond the shard count" for i in sorted(names) if i >= count]
+        splits[split] = [{"name": names.get(i, f"{split}-{i:05d}-of-{count:05d}.tfrecord")} for i in range(count)]
+    return Output(folder, tfrecord.TFRecordSink(), "tfrecord", splits, has_manifest=False, problems=problems)
+
+
+# --- verify: one output on its own -------------------------------------------------------
 
 @dataclass
 class Report:
@@ -21,6 +93,7 @@ class Report:
     shards: int = 0
     records: int = 0
     bytes: int = 0
+    has_manifest: bool = True
     defects: list[str] = field(default_factory=list)
 
     @property
@@ -54,14 +127,46 @@ def check_sample(sample: Sample) -> str | None:
 
 
 def verify(output_dir: str) -> Report:
-    manifest = load_manifest(output_dir)
-    report = Report(output_dir, sink=manifest.get("sink", "?"))
-    sink = get_sink(report.sink)
-    for split, info in manifest.get("splits", {}).items():
-        for shard in info["shards"]:
+    output = open_output(output_dir)
+    report = Report(output_dir, sink=output.sink_name, has_manifest=output.has_manifest)
+    report.defects += output.problems
+    if output.has_manifest:
+        report.defects += unlisted_shards(output)
+    for shards in output.splits.values():
+        for shard in shards:
             report.shards += 1
-            _verify_shard(report, sink, output_dir, shard)
+            _verify_shard(report, output.sink, output_dir, shard)
     return report
+
+
+def shard_pattern(sink: Sink) -> re.Pattern | None:
+    """The file names `sink.shard_name` gives, as a pattern, learnt by asking it for one.
+
+    None when the name does not show the split, index and count it was given as-is
+    (a third-party sink may name shards any way it likes): no pattern, no guessing.
+    """
+    split, index, count = "qqsplitqq", 98765, 43210
+    try:
+        probe = sink.shard_name(split, index, count)
+    except Exception:
+        return None
+    if split not in probe or str(index) not in probe:
+        return None
+    pattern = re.escape(probe).replace(split, SPLIT_PATTERN, 1).replace(str(index), r"\d+", 1)
+    return re.compile(pattern.replace(str(count), r"\d+", 1))
+
+
+def unlisted_shards(output: Output) -> list[str]:
+    """Shard files in the folder its manifest does not list, e.g. left from a run with another --num_shards."""
+    pattern = shard_pattern(output.sink)
+    if pattern is None:
+        return []
+    listed = {shard["name"] for shards in output.splits.values() for shard in shards}
+    return [
+        f"{name}: a {output.sink_name} shard file the manifest does not list (left over from another run?)"
+        for name in sorted(os.listdir(output.folder))
+        if name not in listed and pattern.fullmatch(name)
+    ]
 
 
 def _verify_shard(report: Report, sink, output_dir: str, shard: dict) -> None:
@@ -72,7 +177,7 @@ def _verify_shard(report: Report, sink, output_dir: str, shard: dict) -> None:
         return
     size = os.path.getsize(path)
     report.bytes += size
-    if size != shard["bytes"]:
+    if "bytes" in shard and size != shard["bytes"]:
         report.defects.append(f"{name}: {size} bytes, the manifest says {shard['bytes']}")
     recorded = {digest: shard[digest] for digest in DIGESTS if digest in shard}
     for digest, value in file_digests(path, recorded).items():
@@ -88,53 +193,252 @@ def _verify_shard(report: Report, sink, output_dir: str, shard: dict) -> None:
         report.defects.append(f"{name}: record {count}: unreadable ({error.__class__.__name__}: {error})")
         return
     report.records += count
-    if count != shard["records"]:
+    if "records" in shard and count != shard["records"]:
         report.defects.append(f"{name}: {count} records, the manifest says {shard['records']}")
 
 
-def compare(first_dir: str, second_dir: str, limit: int = 20) -> list[str]:
-    """Sample-by-sample differences between two outputs, whatever their sinks."""
-    differences = []
-    first, second = load_manifest(first_dir), load_manifest(second_dir)
-    first_sink, second_sink = get_sink(first["sink"]), get_sink(second["sink"])
-    splits = sorted(set(first["splits"]) | set(second["splits"]))
-    for split in splits:
-        a_shards = first["splits"].get(split, {}).get("shards", [])
-        b_shards = second["splits"].get(split, {}).get("shards", [])
-        if len(a_shards) != len(b_shards):
-            differences.append(f"{split}: {len(a_shards)} shards vs {len(b_shards)}")
-            continue
-        for a, b in zip(a_shards, b_shards):
-            a_samples = first_sink.read_shard(os.path.join(first_dir, a["name"]))
-            b_samples = second_sink.read_shard(os.path.join(second_dir, b["name"]))
-            for index, (x, y) in enumerate(zip_longest(a_samples, b_samples)):
-                if x != y:
-                    what = _difference(x, y)
-                    differences.append(f"{a['name']} vs {b['name']}: record {index}: {what}")
-                    if len(differences) >= limit:
-                        return differences
-    return differences
-
-
-def _difference(x: Sample | None, y: Sample | None) -> str:
-    if x is None or y is None:
-        return "present in only one output"
-    for name in ("filename", "height", "width", "channels", "image_format", "label_format", "image"):
-        if getattr(x, name) != getattr(y, name):
-            return f"{name} differs ({x.filename})"
-    return f"label differs ({x.filename})"
-
-
 def format_report(report: Report) -> str:
+    kind = f"{report.sink} sink" if report.has_manifest else "no manifest, DeepLab2-style TFRecords"
     lines = [
-        f"{report.output_dir}: {report.sink} sink, {report.shards} shards, {report.records} records, "
+        f"{report.output_dir}: {kind}, {report.shards} shards, {report.records} records, "
         f"{report.bytes / 2**20:.1f} MiB",
     ]
-    if report.ok:
+    if report.ok and report.has_manifest:
         lines.append("OK: every shard matches the manifest and every record parses")
+    elif report.ok:
+        lines.append("OK: every record parses (no manifest to check sizes and checksums against)")
     else:
         lines.append(f"FAILED: {len(report.defects)} defect(s)")
         lines += [f"  {d}" for d in report.defects[:20]]
         if len(report.defects) > 20:
             lines.append(f"  ... and {len(report.defects) - 20} more")
     return "\n".join(lines)
+
+
+# --- compare: two outputs, sample by sample ----------------------------------------------
+
+@dataclass
+class Comparison:
+    first: str
+    second: str
+    splits: int = 0
+    shards: int = 0
+    records: int = 0
+    differences: list[str] = field(default_factory=list)
+    stopped: bool = False  # at the limit: there may be more differences than listed
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+    def summary(self) -> str:
+        return (
+            f"OK: {self.splits} splits, {self.shards} shards, {self.records} records equal to {self.second}'s"
+        )
+
+
+Features = dict[str, list]  # feature key -> its values, as a tf.train.Example holds them
+
+
+# The order features are judged in: what identifies the record first, so that a
+# misaligned record is named by its filename rather than by a label it has no business
+# being compared with; the label last, after the format and size it is read with.
+FEATURE_ORDER = (
+    tfrecord.KEY_FILENAME, tfrecord.KEY_FORMAT, tfrecord.KEY_HEIGHT, tfrecord.KEY_WIDTH, tfrecord.KEY_CHANNELS,
+    tfrecord.KEY_IMAGE, tfrecord.KEY_LABEL_FORMAT, tfrecord.KEY_LABEL,
+)
+
+
+class _Unreadable:
+    def __init__(self, error: Exception):
+        self.reason = f"{error.__class__.__name__}: {error}"
+
+
+def _sample_features(sample: Sample) -> Features:
+    out = {}
+    for key, value in tfrecord.example_features(sample).items():
+        if isinstance(value, str):
+            value = value.encode()
+        elif isinstance(value, (bytearray, memoryview)):
+            value = bytes(value)
+        out[key] = [value]
+    return out
+
+
+def _records(sink: Sink, path: str) -> Iterator[Features | _Unreadable]:
+    """The records of a shard as features; a reader's failure ends it with an _Unreadable."""
+    try:
+        if isinstance(sink, tfrecord.TFRecordSink):
+            # Straight from the Example, not through a Sample: a record with a feature
+            # too many or too few is then a difference to name, not a record that fails.
+            with open(path, "rb") as f:
+                for record in tfrecord_format.iter_records(f):
+                    yield tfrecord_format.decode_example(record)
+        else:
+            for sample in sink.read_shard(path):
+                yield _sample_features(sample)
+    except Exception as error:
+        yield _Unreadable(error)
+
+
+def compare(first_dir: str, second_dir: str, limit: int = 20) -> Comparison:
+    """Sample-by-sample differences between two outputs, whatever wrote them; the first `limit` of them."""
+    result = Comparison(first_dir, second_dir)
+    first, second = open_output(first_dir), open_output(second_dir)
+    for output in (first, second):
+        result.differences += [f"{output.folder}: {problem}" for problem in output.problems]
+    for split in sorted(set(first.splits) | set(second.splits)):
+        if len(result.differences) >= limit:
+            break
+        a_shards, b_shards = first.splits.get(split), second.splits.get(split)
+        if a_shards is None or b_shards is None:
+            holder = first_dir if b_shards is None else second_dir
+            result.differences.append(f"split {split}: only in {holder}")
+            continue
+        result.splits += 1
+        if len(a_shards) != len(b_shards):
+            result.differences.append(
+                f"split {split}: {len(a_shards)} shards in {first_dir}, {len(b_shards)} in {second_dir}"
+            )
+            continue
+        for a, b in zip(a_shards, b_shards):
+            if len(result.differences) >= limit:
+                break
+            result.shards += 1
+            shard = a["name"] if a["name"] == b["name"] else f"{a['name']} / {b['name']}"
+            _compare_shard(result, first, second, a["name"], b["name"], f"split {split}, shard {shard}", limit)
+    if len(result.differences) >= limit:
+        del result.differences[limit:]
+        result.stopped = True
+    return result
+
+
+def _compare_shard(
+    result: Comparison, first: Output, second: Output, a_name: str, b_name: str, where: str, limit: int
+) -> None:
+    paths = os.path.join(first.folder, a_name), os.path.join(second.folder, b_name)
+    missing = [path for path in paths if not os.path.isfile(path)]
+    if missing:
+        result.differences.append(f"{where}: {' and '.join(missing)} missing")
+        return
+    pairs = zip_longest(_records(first.sink, paths[0]), _records(second.sink, paths[1]))
+    for index, (x, y) in enumerate(pairs):
+        for record, folder in ((x, first.folder), (y, second.folder)):
+            if isinstance(record, _Unreadable):
+                result.differences.append(f"{where}, record {index}: unreadable in {folder} ({record.reason})")
+                return
+        if x is None or y is None:
+            present, holder = (x, first.folder) if y is None else (y, second.folder)
+            result.differences.append(f"{where}, record {index}{_named(present)}: only in {holder}")
+            return
+        result.records += 1
+        difference = record_difference(x, y, first.folder, second.folder)
+        if difference:
+            result.differences.append(f"{where}, record {index}{_named(x)}: {difference}")
+            if len(result.differences) >= limit:
+                return
+
+
+def _named(features: Features) -> str:
+    names = features.get(tfrecord.KEY_FILENAME)
+    if names and len(names) == 1 and isinstance(names[0], bytes):
+        return f" ({names[0].decode(errors='replace')})"
+    return ""
+
+
+def record_difference(x: Features, y: Features, first: str = "the first", second: str = "the second") -> str | None:
+    """How two records differ, by their first differing feature; None when they are equal."""
+    if x == y:
+        return None
+    keys = [k for k in FEATURE_ORDER if k in x or k in y] + sorted((set(x) | set(y)) - set(FEATURE_ORDER))
+    differing = [k for k in keys if x.get(k) != y.get(k)]
+    key = differing[0]
+    if key not in x or key not in y:
+        holder, values = (second, y[key]) if key not in x else (first, x[key])
+        what = f"only in {holder} ({_short_values(values)})"
+    elif key == tfrecord.KEY_LABEL and len(x[key]) == len(y[key]) == 1:
+        what = _label_difference(x, y, first, second)
+    else:
+        what = _values_difference(x[key], y[key], first, second)
+    also = f" (also differ: {', '.join(differing[1:])})" if len(differing) > 1 else ""
+    return f"feature {key}: {what}{also}"
+
+
+def _short(value, room: int = 40) -> str:
+    if isinstance(value, bytes):
+        text = repr(value[:room]) + ("..." if len(value) > room else "")
+        return f"{text} ({len(value)} bytes)" if len(value) > room else text
+    return repr(value)
+
+
+def _short_values(values: list) -> str:
+    if len(values) == 1:
+        return _short(values[0])
+    shown = ", ".join(_short(v, 16) for v in values[:4])
+    return f"[{shown}{', ...' if len(values) > 4 else ''}] ({len(values)} values)"
+
+
+def _values_difference(a: list, b: list, first: str, second: str) -> str:
+    if len(a) == len(b) == 1 and isinstance(a[0], bytes) and isinstance(b[0], bytes):
+        offset = next((i for i, (p, q) in enumerate(zip(a[0], b[0])) if p != q), min(len(a[0]), len(b[0])))
+        if max(len(a[0]), len(b[0])) > 40:
+            return (
+                f"{len(a[0])} bytes in {first}, {len(b[0])} in {second}, first differing at byte {offset}: "
+                f"{_short(a[0][offset:offset + 8])} vs {_short(b[0][offset:offset + 8])}"
+            )
+    return f"{_short_values(a)} in {first}, {_short_values(b)} in {second}"
+
+
+def _one_int(features: Features, key: str) -> int | None:
+    values = features.get(key)
+    return values[0] if values and len(values) == 1 and isinstance(values[0], int) else None
+
+
+def _label_difference(x: Features, y: Features, first: str, second: str) -> str:
+    a, b = x[tfrecord.KEY_LABEL][0], y[tfrecord.KEY_LABEL][0]
+    label_format = x.get(tfrecord.KEY_LABEL_FORMAT)
+    height, width = _one_int(x, tfrecord.KEY_HEIGHT), _one_int(x, tfrecord.KEY_WIDTH)
+    if not (isinstance(a, bytes) and isinstance(b, bytes)) or height is None or width is None:
+        return _values_difference([a], [b], first, second)
+    if label_format == [b"raw"]:
+        if len(a) != height * width * 4 or len(b) != height * width * 4:
+            return f"raw label of {len(a)} bytes in {first}, {len(b)} in {second}, {height}x{width}x4 expected"
+        pixels = np.frombuffer(a, "<i4").reshape(height, width), np.frombuffer(b, "<i4").reshape(height, width)
+        return _pixels_difference(*pixels, f"raw int32 {width}x{height}", first, second)
+    if label_format == [b"png"]:
+        try:
+            pixels = _decode_png(a), _decode_png(b)
+        except Exception as error:
+            return f"PNG labels differ and one does not decode ({error.__class__.__name__}: {error})"
+        if pixels[0].shape != pixels[1].shape:
+            return f"PNG label of shape {pixels[0].shape} in {first}, {pixels[1].shape} in {second}"
+        if np.array_equal(*pixels):
+            # Equal pixels are not equal records: DeepLab2 stores the bytes Pillow's
+            # default save writes, and so must an output that claims to be its equal.
+            return f"PNG label bytes differ ({len(a)} bytes in {first}, {len(b)} in {second}), its pixels are equal"
+        return _pixels_difference(*pixels, f"PNG {width}x{height}", first, second)
+    return _values_difference([a], [b], first, second)
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image)
+
+
+def _pixels_difference(a: np.ndarray, b: np.ndarray, what: str, first: str, second: str) -> str:
+    differs = a != b
+    if differs.ndim == 3:
+        differs = differs.any(axis=2)
+    count = int(np.count_nonzero(differs))
+    row, col = divmod(int(np.argmax(differs)), differs.shape[1])
+    noun = "pixel differs" if count == 1 else "pixels differ"
+    return (
+        f"{count} {noun} ({what}), first at (row {row}, col {col}): "
+        f"{_pixel(a[row, col])} in {first}, {_pixel(b[row, col])} in {second}"
+    )
+
+
+def _pixel(value) -> str:
+    return str(value.tolist())

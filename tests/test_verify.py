@@ -65,13 +65,18 @@ def test_against_finds_no_difference_between_equal_outputs_and_one_in_changed(cl
     root, out = clean_output
     again = tmp_path / "again"
     convert(str(root), str(again), workers=2, show_progress=False)
-    assert compare(str(out), str(again)) == []
+    same = compare(str(out), str(again))
+    assert same.ok and (same.splits, same.shards, same.records) == (3, 30, 17)
     semantic = tmp_path / "semantic"
     from csconv.core.records import ConvertOptions, Task
 
     convert(str(root), str(semantic), options=ConvertOptions(task=Task.SEMANTIC), show_progress=False)
-    differences = compare(str(out), str(semantic))
-    assert differences and "train-00000-of-00010.tfrecord vs train-00000-of-00010.tfrecord: record 0: label" in differences[0]
+    differences = compare(str(out), str(semantic)).differences
+    assert differences[0].startswith(
+        "split train, shard train-00000-of-00010.tfrecord, record 0 (aachen_000000_000019): "
+        f"feature image/segmentation/class/format: b'raw' in {out}, b'png' in {semantic} "
+        "(also differ: image/segmentation/class/encoded)"
+    ), differences[0]
 
 
 @pytest.fixture(scope="module", params=["parquet", "webdataset"])
@@ -100,7 +105,8 @@ def test_other_sinks_verify_and_their_damage_is_named(other_sink_output, tmp_pat
 
 
 def test_against_compares_across_sinks(clean_output, other_sink_output):
-    assert compare(str(clean_output[1]), str(other_sink_output)) == []
+    comparison = compare(str(clean_output[1]), str(other_sink_output))
+    assert comparison.differences == [] and comparison.records == 17
 
 
 def test_sha256_on_request_is_sha256sum_compatible_and_verified(clean_output, tmp_path):
@@ -123,3 +129,153 @@ def test_sha256_on_request_is_sha256sum_compatible_and_verified(clean_output, tm
     (out / shard["name"]).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     text = format_report(verify(str(out)))
     assert "CRC32C differs" in text and "SHA-256 differs" in text
+
+
+# --- DeepLab2's own output: TFRecords written by TensorFlow, no manifest -----------------
+# These tests import TensorFlow, so they come last and convert with one worker: forking
+# a process that has loaded TensorFlow is asking for trouble.
+
+from csconv.cli import main  # noqa: E402
+from tf_copy import LABEL_KEY, copy_through_tensorflow, set_label_pixel  # noqa: E402
+
+
+def test_against_a_tensorflow_written_copy_is_equal(clean_output, tmp_path, capsys):
+    _, out = clean_output
+    copy = tmp_path / "deeplab2"
+    # Guard: the copy's records are other bytes than csconv's, so only a comparison of
+    # parsed features can find them equal.
+    assert copy_through_tensorflow(out, copy) == 17
+    assert not (copy / "csconv-manifest.json").exists()
+    assert main(["verify", str(out), "--against", str(copy)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"OK: 3 splits, 30 shards, 17 records equal to {copy}'s"
+    # Either side may be DeepLab2's: the folder without a manifest is laid out by file name.
+    assert main(["verify", str(copy), "--against", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "no manifest, DeepLab2-style TFRecords, 30 shards, 17 records" in text
+    assert text.splitlines()[-1] == f"OK: 3 splits, 30 shards, 17 records equal to {out}'s"
+
+
+def test_one_changed_label_pixel_is_named(clean_output, tmp_path, capsys):
+    _, out = clean_output
+    copy = tmp_path / "deeplab2"
+    changed = {}
+
+    def edit(shard, index, example):
+        if (shard, index) == ("train-00001-of-00010.tfrecord", 1):
+            changed["old"] = set_label_pixel(example, 17, 42, 13005)
+            changed["name"] = example.features.feature["image/filename"].bytes_list.value[0].decode()
+
+    copy_through_tensorflow(out, copy, edit)
+    assert main(["verify", str(out), "--against", str(copy)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    differences = lines[lines.index(next(l for l in lines if l.startswith("DIFFERS"))) + 1:]
+    assert differences == [
+        f"  split train, shard train-00001-of-00010.tfrecord, record 1 ({changed['name']}): "
+        f"feature {LABEL_KEY}: 1 pixel differs (raw int32 64x32), first at (row 17, col 42): "
+        f"{changed['old']} in {out}, 13005 in {copy}"
+    ]
+
+
+def test_extra_and_missing_features_are_differences_not_crashes(clean_output, tmp_path):
+    import tensorflow as tf
+
+    _, out = clean_output
+    copy = tmp_path / "deeplab2"
+
+    def edit(shard, index, example):
+        if (shard, index) == ("train-00000-of-00010.tfrecord", 0):
+            example.features.feature["image/extra"].float_list.value.extend([0.5, 2.0])
+        if (shard, index) == ("val-00001-of-00010.tfrecord", 0):
+            del example.features.feature["image/format"]
+
+    copy_through_tensorflow(out, copy, edit)
+    differences = compare(str(out), str(copy)).differences
+    assert len(differences) == 2
+    assert differences[0].startswith("split train, shard train-00000-of-00010.tfrecord, record 0 (")
+    assert differences[0].endswith(f"feature image/extra: only in {copy} ([0.5, 2.0] (2 values))")
+    assert differences[1].startswith("split val, shard val-00001-of-00010.tfrecord, record 0 (")
+    assert differences[1].endswith(f"feature image/format: only in {out} (b'png')")
+    # Verifying the copy on its own finds both records off DeepLab2's feature set.
+    defects = verify(str(copy)).defects
+    assert defects == [
+        "train-00000-of-00010.tfrecord: record 0: unreadable (ValueError: unexpected feature(s) 'image/extra')",
+        "val-00001-of-00010.tfrecord: record 0: unreadable (ValueError: feature 'image/format' missing or not a single value)",
+    ]
+    assert tf  # the edits above need TensorFlow's protobuf classes loaded
+
+
+def test_semantic_png_labels_compare_by_pixels_and_bytes(clean_output, tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from csconv.core.records import ConvertOptions, Task
+
+    root, _ = clean_output
+    semantic = tmp_path / "semantic"
+    convert(str(root), str(semantic), options=ConvertOptions(task=Task.SEMANTIC), show_progress=False)
+
+    def reencode(example, change_pixel: bool):
+        label = example.features.feature[LABEL_KEY].bytes_list.value
+        pixels = np.array(Image.open(io.BytesIO(label[0])))
+        if change_pixel:
+            pixels[3, 9] = 7 if pixels[3, 9] != 7 else 8
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="png", compress_level=0)
+        label[0] = buffer.getvalue()
+        return pixels[3, 9]
+
+    new = {}
+
+    def edit(shard, index, example):
+        if (shard, index) == ("val-00000-of-00010.tfrecord", 0):
+            reencode(example, change_pixel=False)
+        if (shard, index) == ("val-00002-of-00010.tfrecord", 0):
+            new["value"] = reencode(example, change_pixel=True)
+
+    copy = tmp_path / "deeplab2"
+    copy_through_tensorflow(semantic, copy, edit)
+    differences = compare(str(semantic), str(copy)).differences
+    assert len(differences) == 2
+    assert "split val, shard val-00000-of-00010.tfrecord, record 0" in differences[0]
+    assert f"feature {LABEL_KEY}: PNG label bytes differ" in differences[0] and "its pixels are equal" in differences[0]
+    assert "split val, shard val-00002-of-00010.tfrecord, record 0" in differences[1]
+    assert f"feature {LABEL_KEY}: 1 pixel differs (PNG 64x32), first at (row 3, col 9): " in differences[1]
+    assert differences[1].endswith(f" in {semantic}, {new['value']} in {copy}")
+
+
+def test_stray_shard_files_are_defects(damaged, tmp_path, capsys):
+    # Left over from a run with --num_shards 6: the tfrecord sink's naming, not in the manifest.
+    stray = damaged / "train-00004-of-00006.tfrecord"
+    stray.write_bytes((damaged / "train-00000-of-00010.tfrecord").read_bytes())
+    (damaged / "notes-about-train.txt").write_text("not a shard\n")
+    assert verify(str(damaged)).defects == [
+        "train-00004-of-00006.tfrecord: a tfrecord shard file the manifest does not list (left over from another run?)"
+    ]
+    assert main(["verify", str(damaged)]) == 1
+    assert "train-00004-of-00006.tfrecord: a tfrecord shard file the manifest does not list" in capsys.readouterr().out
+    # Without a manifest the layout most files share is the output; the odd one is named.
+    copy = tmp_path / "deeplab2"
+    copy_through_tensorflow(damaged, copy)
+    assert verify(str(copy)).defects == ["train-00004-of-00006.tfrecord: not one of the train split's 10 shards"]
+    assert compare(str(damaged), str(copy)).differences == [
+        f"{copy}: train-00004-of-00006.tfrecord: not one of the train split's 10 shards"
+    ]
+
+
+def test_other_sinks_name_their_stray_shards(other_sink_output, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(other_sink_output, copy)
+    first = sorted(p.name for p in copy.iterdir() if p.name.startswith("val-00000"))[0]
+    stray = first.replace("val-00000", "val-00012")
+    (copy / stray).write_bytes((copy / first).read_bytes())
+    assert verify(str(copy)).defects == [
+        f"{stray}: a {other_sink_output.name} shard file the manifest does not list (left over from another run?)"
+    ]
+
+
+def test_a_folder_that_is_no_output_is_an_error(tmp_path, capsys):
+    (tmp_path / "train.tfrecord").write_bytes(b"")
+    assert main(["verify", str(tmp_path)]) == 2
+    assert "neither a csconv output (no csconv-manifest.json) nor DeepLab2's" in capsys.readouterr().err

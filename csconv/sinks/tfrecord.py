@@ -23,7 +23,12 @@ KEY_LABEL = "image/segmentation/class/encoded"
 KEY_LABEL_FORMAT = "image/segmentation/class/format"
 
 
-def example_parts(sample: Sample) -> list[tfrecord_format.Buffer]:
+IMAGE_KEYS = (KEY_IMAGE, KEY_FILENAME, KEY_FORMAT, KEY_HEIGHT, KEY_WIDTH, KEY_CHANNELS)
+LABEL_KEYS = (KEY_LABEL, KEY_LABEL_FORMAT)
+
+
+def example_features(sample: Sample) -> dict[str, tfrecord_format.FeatureValue]:
+    """The features of the record DeepLab2 stores for a sample: exactly these, no others."""
     features: dict[str, tfrecord_format.FeatureValue] = {
         KEY_IMAGE: sample.image,
         KEY_FILENAME: sample.filename,
@@ -35,34 +40,47 @@ def example_parts(sample: Sample) -> list[tfrecord_format.Buffer]:
     if sample.label is not None:
         features[KEY_LABEL] = sample.label_bytes()
         features[KEY_LABEL_FORMAT] = sample.label_format
-    return tfrecord_format.encode_example(features)
+    return features
+
+
+def example_parts(sample: Sample) -> list[tfrecord_format.Buffer]:
+    return tfrecord_format.encode_example(example_features(sample))
 
 
 def sample_from_example(data: bytes, split: str) -> Sample:
     features = tfrecord_format.decode_example(data)
+    # A record is DeepLab2's only if it holds exactly its keys: an extra or missing one
+    # is a defect verify must see, not something to read past.
+    unexpected = sorted(set(features) - set(IMAGE_KEYS) - set(LABEL_KEYS))
+    if unexpected:
+        raise ValueError(f"unexpected feature(s) {', '.join(map(repr, unexpected))}")
+    if (KEY_LABEL in features) != (KEY_LABEL_FORMAT in features):
+        raise ValueError(f"{KEY_LABEL!r} and {KEY_LABEL_FORMAT!r} must come together")
 
-    def one(key: str):
+    def one(key: str, kind: type):
         values = features.get(key)
         if values is None or len(values) != 1:
             raise ValueError(f"feature {key!r} missing or not a single value")
+        if not isinstance(values[0], kind):
+            raise ValueError(f"feature {key!r} holds a {type(values[0]).__name__}, expected {kind.__name__}")
         return values[0]
 
-    height, width = one(KEY_HEIGHT), one(KEY_WIDTH)
+    height, width = one(KEY_HEIGHT, int), one(KEY_WIDTH, int)
     label, label_format = None, None
     if KEY_LABEL in features:
-        label, label_format = one(KEY_LABEL), one(KEY_LABEL_FORMAT).decode()
+        label, label_format = one(KEY_LABEL, bytes), one(KEY_LABEL_FORMAT, bytes).decode()
         if label_format == "raw":
             if len(label) != height * width * 4:
                 raise ValueError(f"raw label holds {len(label)} bytes, expected {height}x{width}x4")
             label = np.frombuffer(label, dtype="<i4").reshape(height, width)
     return Sample(
         split=split,
-        filename=one(KEY_FILENAME).decode(),
-        image=one(KEY_IMAGE),
-        image_format=one(KEY_FORMAT).decode(),
+        filename=one(KEY_FILENAME, bytes).decode(),
+        image=one(KEY_IMAGE, bytes),
+        image_format=one(KEY_FORMAT, bytes).decode(),
         height=height,
         width=width,
-        channels=one(KEY_CHANNELS),
+        channels=one(KEY_CHANNELS, int),
         label=label,
         label_format=label_format,
     )

@@ -156,9 +156,13 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def decode_example(data: Buffer) -> dict[str, list[bytes] | list[int]]:
-    """Parse a serialized tf.train.Example into key -> list of bytes or ints."""
-    features: dict[str, list[bytes] | list[int]] = {}
+def decode_example(data: Buffer) -> dict[str, list[bytes] | list[int] | list[float]]:
+    """Parse a serialized tf.train.Example into key -> list of bytes, ints or floats.
+
+    Any valid Example parses, whatever order its writer put the map entries in
+    (TensorFlow's own protobuf writes them in an order that changes from run to run).
+    """
+    features: dict[str, list[bytes] | list[int] | list[float]] = {}
     for number, _, body in _fields(memoryview(data)):
         if number != 1:
             continue
@@ -177,7 +181,7 @@ def decode_example(data: Buffer) -> dict[str, list[bytes] | list[int]]:
     return features
 
 
-def _decode_feature(data: memoryview) -> list[bytes] | list[int]:
+def _decode_feature(data: memoryview) -> list[bytes] | list[int] | list[float]:
     for kind, _, body in _fields(data):
         if kind == 1:
             return [bytes(v) for n, _, v in _fields(body) if n == 1]
@@ -195,5 +199,21 @@ def _decode_feature(data: memoryview) -> list[bytes] | list[int]:
                         values.append(_signed(item))
             return values
         if kind == 2:
-            raise ValueError("float_list features are not used by csconv")
+            return _floats(body)
     return []
+
+
+def _floats(data: memoryview) -> list[float]:
+    # csconv never writes floats, but a foreign Example may carry some: reading them
+    # lets a comparison name the feature instead of failing on the whole record.
+    values: list[float] = []
+    for n, wire, v in _fields(data):
+        if n != 1:
+            continue
+        if wire == 5:
+            values.append(struct.unpack("<f", v)[0])
+        elif wire == 2:
+            if len(v) % 4:
+                raise ValueError("packed float_list length is not a multiple of 4")
+            values += [x for (x,) in struct.iter_unpack("<f", v)]
+    return values
