@@ -18,6 +18,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from . import manifest, plugins, resume
+from . import output_folder
 from . import workers as worker_pool
 from .core import discover
 from .core.errors import CsconvError
@@ -25,7 +26,6 @@ from .core.records import ConvertOptions, Source, Task
 from .core.sources import Dataset, open_dataset
 from .core.samples import TEST_SPLIT, Annotation, load_prepared_annotations
 from .manifest import MANIFEST_NAME
-from .output import is_temp_name, temp_name
 from .shards import ShardJob, ShardResult, SkippedFrame
 from .progress import Progress
 from .resume import Interrupted, RunInterrupted
@@ -71,7 +71,7 @@ def plan(
 ) -> tuple[list[ShardJob], dict[str, int]]:
     sink = plugins.get_sink(sink_name)
     jobs, sizes = [], {}
-    for split in splits or default_splits(dataset):
+    for split in dict.fromkeys(splits or default_splits(dataset)):  # each split once, in the order given
         frames = discover.find_frames(dataset, split)
         if not frames:
             raise CsconvError(f"{dataset.images_base}/{split}: no *_leftImg8bit.png images in this split")
@@ -114,54 +114,6 @@ def _check_size(split: str, count: int, strict: bool) -> None:
     warnings.warn(message + " (DeepLab2 would refuse it; converting anyway)", SplitSizeWarning, stacklevel=3)
 
 
-def prepare_output_dir(
-    output_dir: str, jobs: list[ShardJob], overwrite: bool = False, resume_run: bool = False
-) -> dict[str, ShardResult]:
-    """Clean up after killed runs, refuse or replace earlier output; the shards --resume keeps."""
-    os.makedirs(output_dir, exist_ok=True)
-    existing = set(os.listdir(output_dir))
-    for name in existing:
-        if is_temp_name(name):  # left by a killed run
-            os.unlink(os.path.join(output_dir, name))
-    shard_names = {job.shard_name for job in jobs}
-    previous = manifest.shard_entries(output_dir) if MANIFEST_NAME in existing else {}
-    own = shard_names | {resume.record_name(n) for n in shard_names} | {MANIFEST_NAME}
-    clash = sorted(existing & own)
-    if clash and not (overwrite or resume_run):
-        raise CsconvError(
-            f"{output_dir}: already holds {len(clash)} csconv output file(s) (e.g. {clash[0]}); "
-            "pass --resume to finish an interrupted run or --overwrite to replace them"
-        )
-    kept: dict[str, ShardResult] = {}
-    if resume_run:
-        for job in jobs:
-            entry = resume.read_record(output_dir, job.shard_name) or previous.get(job.shard_name)
-            if resume.proves_complete(output_dir, entry, job.fingerprint):
-                result = ShardResult.from_entry({**entry, "split": job.split, "index": job.index}, kept=True)
-                if resume.read_record(output_dir, job.shard_name) is None:
-                    resume.write_record(output_dir, result.entry())  # the manifest goes below
-                kept[job.shard_name] = result
-    stale = set(previous) | shard_names if overwrite else shard_names
-    for name in sorted(stale - set(kept)):
-        for path in (os.path.join(output_dir, name), os.path.join(output_dir, resume.record_name(name))):
-            if os.path.basename(path) in existing:
-                os.unlink(path)
-    if MANIFEST_NAME in existing:
-        # From here on the completion records describe the folder; a manifest appears
-        # again only when this run has finished.
-        os.unlink(os.path.join(output_dir, MANIFEST_NAME))
-    return kept
-
-
-def _remove_temporaries(output_dir: str, jobs: list[ShardJob]) -> None:
-    for job in jobs:
-        for name in (job.shard_name, resume.record_name(job.shard_name)):
-            try:
-                os.unlink(os.path.join(output_dir, temp_name(name)))
-            except FileNotFoundError:
-                pass
-
-
 def default_splits(dataset: Dataset) -> list[str]:
     """train, val and test, those the input holds: archives may carry only some."""
     present = [split for split in discover.SPLITS if dataset.has_split(split)]
@@ -202,9 +154,9 @@ def convert(
         dataset, splits, sink_name, output_dir, options, num_shards, strict_sizes,
         keep_going=keep_going, decode_check=decode_check, sha256=sha256,
     )
-    os.makedirs(output_dir, exist_ok=True)
+    output_folder.make_output_dir(output_dir)
     with resume.output_lock(output_dir):
-        kept = prepare_output_dir(output_dir, jobs, overwrite, resume_run)
+        kept = output_folder.prepare(output_dir, jobs, plugins.get_sink(sink_name), overwrite, resume_run)
         todo = [job for job in jobs if job.shard_name not in kept]
         progress = Progress(sum(len(job.frames) for job in todo), enabled=show_progress)
         done: list[ShardResult] = []
@@ -219,11 +171,7 @@ def convert(
                 manifest.write(output_dir, sink_name, options, summary, num_shards)
         except BaseException as error:
             with worker_pool.signals_ignored():  # a second Ctrl-C must not interrupt the clean-up
-                _remove_temporaries(output_dir, jobs)
-                try:
-                    os.unlink(os.path.join(output_dir, temp_name(MANIFEST_NAME)))
-                except FileNotFoundError:
-                    pass
+                output_folder.remove_temporaries(output_dir, jobs)
             completed = len(kept) + len(done)
             signalled = worker_pool.take_pending_signal()
             if isinstance(error, (Interrupted, KeyboardInterrupt)) or signalled is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import plugins, resume
-from .core.errors import CsconvError
+from .core.errors import CsconvError, InputError
 from .core.records import ConvertOptions, Frame
 from .core.samples import Annotation, build_sample
 from .output import DIGESTS, OutputError, ShardFile
@@ -86,6 +86,9 @@ def write_shard(job: ShardJob, report=None) -> ShardResult:
         for offset, (frame, annotation) in enumerate(zip(job.frames, job.annotations)):
             try:
                 sample = build_sample(frame, job.options, annotation, job.decode_check)
+                problem = sink.refuses(sample)
+                if problem:
+                    raise InputError(frame.image_path, problem)
             except OutputError:
                 raise
             except CsconvError as error:

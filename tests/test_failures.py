@@ -480,3 +480,49 @@ def test_keep_going_records_bad_frames_and_keeps_the_shard_layout(capsys, root, 
     from csconv.verify import verify
 
     assert verify(str(out)).ok
+
+
+# --- option and per-frame errors found in review -------------------------------------
+
+
+@pytest.mark.parametrize("divisor", ["8421505", "0", "-3"])
+def test_label_divisor_that_cannot_fit_int32_is_refused_before_any_work(capsys, root, out, divisor):
+    code, err = run(capsys, root, out, "--label_divisor", divisor)
+    assert_one_line_error(code, err, "--label_divisor must be between 1 and 8,421,504")
+    assert not out.exists()
+
+
+def test_largest_label_divisor_converts(capsys, root, out):
+    code, err = run(capsys, root, out, "--label_divisor", "8421504", "--splits", "val")
+    assert code == 0, err
+    labels = [s.label for s in TFRecordSink().read_shard(str(out / "val-00000-of-00010.tfrecord"))]
+    assert labels and all(int(label.max()) == 255 * 8421504 for label in labels)
+
+
+def _rename_frame(image: Path, new_stem: str) -> Path:
+    old_stem = image.name[: -len("_leftImg8bit.png")]
+    for path in [image, *image.parents[3].glob(f"gtFine/*/*/{old_stem}_gtFine_*")]:
+        path.rename(path.with_name(path.name.replace(old_stem, new_stem)))
+    return image.with_name(f"{new_stem}_leftImg8bit.png")
+
+
+def test_webdataset_refuses_a_frame_name_holding_a_dot(capsys, root, out, tmp_path):
+    image = _rename_frame(frames(root, "val")[1], "frankfurt_000000_0.5")
+    code, err = run(capsys, root, out, "--sink", "webdataset")
+    assert_one_line_error(code, err, str(image), "holds a '.'", "WebDataset")
+    code, err = run(capsys, root, tmp_path / "kept", "--sink", "webdataset", "--keep_going")
+    assert code == 1 and f"{image}: frame name" in err, err
+    assert run(capsys, root, tmp_path / "tfrecord")[0] == 0  # another sink takes that name
+
+
+def test_decode_check_on_a_header_claiming_too_many_pixels(capsys, root, out):
+    from PIL import Image
+
+    image = frames(root, "train")[2]
+    data = bytearray(image.read_bytes())
+    side = int((2 * Image.MAX_IMAGE_PIXELS) ** 0.5) + 1  # above Pillow's decompression bomb limit
+    struct.pack_into(">II", data, 16, side, side)
+    struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])))
+    image.write_bytes(bytes(data))
+    code, err = run(capsys, root, out, "--decode_check")
+    assert_one_line_error(code, err, str(image), "more than Pillow decodes", "decompression bomb limit")

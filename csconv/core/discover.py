@@ -19,7 +19,8 @@ def parse_splits(text: str | None) -> list[str] | None:
     splits = [split.strip() for split in text.split(",") if split.strip()]
     if not splits:
         raise CsconvError("--splits names no split")
-    return splits
+    # `train,train` means train once: twice would write each shard twice, concurrently.
+    return list(dict.fromkeys(splits))
 
 
 def find_frames(dataset: Dataset | str, split: str) -> list[Frame]:

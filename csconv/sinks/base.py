@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Iterator
 from typing import BinaryIO, ClassVar
 
@@ -51,9 +52,41 @@ class Sink:
     def shard_name(self, split: str, index: int, num_shards: int) -> str:
         raise NotImplementedError
 
+    def is_shard_name(self, name: str) -> bool:
+        """Whether `name` is a shard file this sink writes, for any split, index and shard count.
+
+        Derived from shard_name() itself, so third-party sinks get it for free: files
+        of an earlier layout (another --num_shards) are found and never read as output.
+        """
+        return _shard_pattern(type(self)).fullmatch(name) is not None
+
     def open_writer(self, stream: BinaryIO) -> ShardWriter:
         raise NotImplementedError
+
+    def refuses(self, sample: Sample) -> str | None:
+        """Why this format cannot hold `sample`, or None.
+
+        Asked before a sample is written, so a frame the format cannot take is a bad
+        input frame (an error naming its image, or skipped with --keep_going) and never
+        a half-written record.
+        """
+        return None
 
     def read_shard(self, path: str) -> Iterator[Sample]:
         """The samples of one shard, as written: the reading side used by verify and tests."""
         raise NotImplementedError
+
+
+# Values no real shard name holds, so where shard_name() puts each one is unambiguous.
+_SPLIT_MARK, _INDEX_MARK, _COUNT_MARK = "zqxsplitzqx", 918273645, 546372819
+_patterns: dict[type, re.Pattern] = {}
+
+
+def _shard_pattern(sink_class: type) -> re.Pattern:
+    if sink_class not in _patterns:
+        sample = sink_class().shard_name(_SPLIT_MARK, _INDEX_MARK, _COUNT_MARK)
+        pattern = re.escape(sample)
+        for mark, wildcard in ((_SPLIT_MARK, r"\w+"), (str(_INDEX_MARK), r"\d+"), (str(_COUNT_MARK), r"\d+")):
+            pattern = pattern.replace(re.escape(mark), wildcard)
+        _patterns[sink_class] = re.compile(pattern)
+    return _patterns[sink_class]
