@@ -269,8 +269,10 @@ class ShardFile:
         except OSError as error:
             raise self._write_error(error) from None
         self._helper.shutdown()
-        os.close(self._fd)
+        # Marked closed before closing: a signal raised in between would otherwise have
+        # abort() close the number again (EBADF, or by then another file's descriptor).
         self.closed = True
+        os.close(self._fd)
         os.replace(self.temp_path, self.final_path)
         sync_directory(self.directory)
 
@@ -283,8 +285,8 @@ class ShardFile:
             _spare_blocks.append(self._block)
             self._block, self._fill = None, 0
         if not self.closed:
-            os.close(self._fd)
             self.closed = True
+            os.close(self._fd)
         try:
             os.unlink(self.temp_path)
         except FileNotFoundError:
