@@ -30,8 +30,7 @@ from .sinks import tfrecord, tfrecord_format
 from .sinks.base import Sink
 
 # DeepLab2's shard names; the split is everything before the first dash, as for every sink.
-DEEPLAB2_SHARD = re.compile(r"(?P<split>[^./-][^/-]*)-(?P<index>\d+)-of-(?P<count>\d+)\.tfrecord")
-SPLIT_PATTERN = r"[^./-][^/-]*"
+DEEPLAB2_SHARD = re.compile(r"(?P<split>\w+)-(?P<index>\d+)-of-(?P<count>\d+)\.tfrecord")
 
 
 @dataclass
@@ -139,33 +138,13 @@ def verify(output_dir: str) -> Report:
     return report
 
 
-def shard_pattern(sink: Sink) -> re.Pattern | None:
-    """The file names `sink.shard_name` gives, as a pattern, learnt by asking it for one.
-
-    None when the name does not show the split, index and count it was given as-is
-    (a third-party sink may name shards any way it likes): no pattern, no guessing.
-    """
-    split, index, count = "qqsplitqq", 98765, 43210
-    try:
-        probe = sink.shard_name(split, index, count)
-    except Exception:
-        return None
-    if split not in probe or str(index) not in probe:
-        return None
-    pattern = re.escape(probe).replace(split, SPLIT_PATTERN, 1).replace(str(index), r"\d+", 1)
-    return re.compile(pattern.replace(str(count), r"\d+", 1))
-
-
 def unlisted_shards(output: Output) -> list[str]:
     """Shard files in the folder its manifest does not list, e.g. left from a run with another --num_shards."""
-    pattern = shard_pattern(output.sink)
-    if pattern is None:
-        return []
     listed = {shard["name"] for shards in output.splits.values() for shard in shards}
     return [
         f"{name}: a {output.sink_name} shard file the manifest does not list (left over from another run?)"
         for name in sorted(os.listdir(output.folder))
-        if name not in listed and pattern.fullmatch(name)
+        if name not in listed and output.sink.is_shard_name(name)
     ]
 
 
@@ -232,9 +211,13 @@ class Comparison:
         return not self.differences
 
     def summary(self) -> str:
-        return (
-            f"OK: {self.splits} splits, {self.shards} shards, {self.records} records equal to {self.second}'s"
-        )
+        counts = ", ".join(_count(n, noun) for n, noun in ((self.splits, "split"), (self.shards, "shard"),
+                                                         (self.records, "record")))
+        return f"OK: {counts} equal to {self.second}'s"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 Features = dict[str, list]  # feature key -> its values, as a tf.train.Example holds them
