@@ -16,6 +16,7 @@ import warnings
 from . import __version__
 from .core.discover import parse_splits
 from .core.errors import CsconvError
+from .core.png import parse_compress_level
 from .resume import RunInterrupted
 from .core.records import ConvertOptions, Source, Task
 
@@ -90,6 +91,11 @@ def _add_conversion_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: CPU count)")
     parser.add_argument("--num_shards", type=int, default=10, help="shards per split (default 10, as DeepLab2)")
     parser.add_argument("--label_divisor", type=int, default=1000, help="panoptic id = semantic * divisor + instance")
+    parser.add_argument(
+        "--png_compress_level", metavar="0-9",
+        help="zlib level of the semantic label PNGs: faster (1) or smaller (9), the same pixels but other "
+        "bytes than the reference stores (default: Pillow's default settings, the reference's bytes)",
+    )
     _bool_flag(parser, "strict_sizes", False, "refuse splits whose size differs from the official one, as DeepLab2 does")
     _bool_flag(parser, "overwrite", False, "replace csconv output files already in --output_dir (only csconv's own)")
     _bool_flag(
@@ -198,7 +204,8 @@ def options_from_args(args) -> ConvertOptions:
     if source is Source.LABEL_IDS and task is Task.PANOPTIC:
         raise CsconvError("--source labelids only applies to semantic labels (--create_panoptic_data=false)")
     return ConvertOptions(
-        task=task, source=source, treat_crowd_as_ignore=args.treat_crowd_as_ignore, label_divisor=args.label_divisor
+        task=task, source=source, treat_crowd_as_ignore=args.treat_crowd_as_ignore, label_divisor=args.label_divisor,
+        png_compress_level=parse_compress_level(args.png_compress_level),
     )
 
 

@@ -33,13 +33,13 @@ import numpy as np
 from .core.discover import parse_splits
 from .core.errors import CsconvError, InputError
 from .core.panoptic import decode_instance_ids, label_of_value
+from .core.png import check_compress_level, encode_label, parse_compress_level
 from .core.sources import read_file
 from .output import write_atomically
 from .core.labels import LABEL_DIVISOR, LABELS
 
 SPLITS = ("train", "val", "test")
 INSTANCE_SUFFIX = "_instanceIds.png"
-DEFAULT_COMPRESS_LEVEL = 1
 
 
 def categories() -> list[dict]:
@@ -122,7 +122,7 @@ def instance_files(gtfine: str, split: str) -> list[str]:
     return sorted(glob.glob(os.path.join(gtfine, split, "*", "*" + INSTANCE_SUFFIX)))
 
 
-def convert_frame(path: str, folder: str, compress_level: int) -> tuple[dict, dict]:
+def convert_frame(path: str, folder: str, compress_level: int | None) -> tuple[dict, dict]:
     from PIL import Image
 
     instance_ids = decode_instance_ids(read_file(path), path)
@@ -130,7 +130,8 @@ def convert_frame(path: str, folder: str, compress_level: int) -> tuple[dict, di
     base = os.path.basename(path)
     image_id = base.replace("_gtFine" + INSTANCE_SUFFIX, "")
     out_name = base.replace(INSTANCE_SUFFIX, "_panoptic.png")
-    Image.fromarray(rgb, "RGB").save(os.path.join(folder, out_name), compress_level=compress_level)
+    with open(os.path.join(folder, out_name), "wb") as f:
+        f.write(encode_label(Image.fromarray(rgb, "RGB"), compress_level))
     height, width = instance_ids.shape
     image = {"id": image_id, "width": width, "height": height, "file_name": base.replace(INSTANCE_SUFFIX, "_leftImg8bit.png")}
     annotation = {"image_id": image_id, "file_name": out_name, "segments_info": segments}
@@ -138,7 +139,7 @@ def convert_frame(path: str, folder: str, compress_level: int) -> tuple[dict, di
 
 
 def write_split(
-    cityscapes_root: str, output_dir: str, split: str, workers: int = 1, compress_level: int = DEFAULT_COMPRESS_LEVEL
+    cityscapes_root: str, output_dir: str, split: str, workers: int = 1, compress_level: int | None = None
 ) -> tuple[str, int]:
     """Write one split's JSON and PNG folder; returns (json path, frame count)."""
     gtfine = os.path.join(cityscapes_root, "gtFine")
@@ -168,9 +169,13 @@ def eval_gt(
     output_dir: str,
     splits: list[str] | None = None,
     workers: int = 1,
-    compress_level: int = DEFAULT_COMPRESS_LEVEL,
+    compress_level: int | None = None,
 ) -> dict[str, int]:
-    """Panoptic ground truth for the given splits (default: every split holding instanceIds)."""
+    """Panoptic ground truth for the given splits (default: every split holding instanceIds).
+
+    compress_level None: Pillow's default save, csCreatePanopticImgs's bytes.
+    """
+    check_compress_level(compress_level)
     gtfine = os.path.join(cityscapes_root, "gtFine")
     if not os.path.isdir(gtfine):
         raise InputError(cityscapes_root, "no gtFine/ folder; is this a Cityscapes root?")
@@ -202,19 +207,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--workers", type=int, default=1, help="threads converting frames in parallel (default 1)")
     parser.add_argument(
-        "--compress_level", type=int, default=DEFAULT_COMPRESS_LEVEL, choices=range(10), metavar="0-9",
-        help=f"PNG zlib level; the pixels are the same at any level (default {DEFAULT_COMPRESS_LEVEL}: fast; Pillow and csCreatePanopticImgs use 6, files about half the size)",
+        "--png_compress_level", metavar="0-9",
+        help="zlib level of the PNGs: faster (1) or smaller (9), the same pixels but other bytes than "
+        "csCreatePanopticImgs writes (default: Pillow's default settings, its bytes exactly)",
     )
+    # The flag's name before convert got it too; kept so that old scripts still run.
+    parser.add_argument("--compress_level", dest="png_compress_level", help=argparse.SUPPRESS)
     parser.set_defaults(run=run)
     return parser
 
 
 def run(args) -> int:
     splits = parse_splits(args.splits)
+    compress_level = parse_compress_level(args.png_compress_level)
     if args.workers < 1:
         raise CsconvError("--workers must be at least 1")
     started = time.monotonic()
-    counts = eval_gt(args.cityscapes_root, args.output_dir, splits, args.workers, args.compress_level)
+    counts = eval_gt(args.cityscapes_root, args.output_dir, splits, args.workers, compress_level)
     done = ", ".join(f"{split} {n}" for split, n in counts.items())
     print(
         f"csconv: wrote panoptic ground truth ({done} frames) to {args.output_dir} in {time.monotonic() - started:.1f} s",

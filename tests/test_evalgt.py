@@ -1,8 +1,8 @@
 """`csconv eval-gt` is identical to cityscapesscripts' csCreatePanopticImgs (original ids).
 
 The real tool runs on a copy of a synthetic tree; its JSON must json.load() to the same
-value as ours and its PNGs must hold the same pixels. Set CSCONV_SLOW=1 to also time both
-at 2048x1024 on 3 frames.
+value as ours and its PNGs must be the same bytes (the same pixels with
+--png_compress_level). Set CSCONV_SLOW=1 to also time both at 2048x1024 on 3 frames.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def run_reference(root: Path, splits) -> float:
     return seconds
 
 
-def assert_same_output(reference: Path, ours: Path, splits) -> None:
+def assert_same_output(reference: Path, ours: Path, splits, same_bytes: bool = True) -> None:
     for split in splits:
         name = f"cityscapes_panoptic_{split}"
         with open(reference / f"{name}.json") as f:
@@ -55,9 +55,12 @@ def assert_same_output(reference: Path, ours: Path, splits) -> None:
             with Image.open(reference / name / png) as a, Image.open(ours / name / png) as b:
                 assert (a.mode, a.size) == (b.mode, b.size) == ("RGB", a.size)
                 assert np.array_equal(np.asarray(a), np.asarray(b)), f"{png}: pixels differ"
+            expected, got = (reference / name / png).read_bytes(), (ours / name / png).read_bytes()
+            assert (got == expected) is same_bytes, f"{png}: bytes {'differ' if same_bytes else 'equal'}"
 
 
 SPLITS = ("train", "val", "test")
+REAL = Path(__file__).resolve().parents[2] / "shared" / "cityscapes-real"
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +80,17 @@ def trees(tmp_path_factory):
 def test_identical_to_cs_create_panoptic_imgs(trees):
     raw, reference, out = trees
     assert_same_output(reference / "gtFine", out, SPLITS)
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason=f"real Cityscapes frames not present at {REAL}")
+def test_identical_to_cs_create_panoptic_imgs_on_real_frames(tmp_path):
+    # The reference writes next to its input, so it runs on a copy, never in ../shared.
+    reference = tmp_path / "reference"
+    shutil.copytree(REAL, reference)
+    run_reference(reference, ["train"])
+    out = tmp_path / "ours"
+    assert evalgt.run(parse("--cityscapes_root", str(REAL), "--output_dir", str(out))) == 0
+    assert_same_output(reference / "gtFine", out, ["train"])
 
 
 def test_output_exercises_crowd_void_and_things(trees):
@@ -102,10 +116,33 @@ def test_output_exercises_crowd_void_and_things(trees):
 def test_named_splits_and_workers(trees, tmp_path):
     raw, reference, _ = trees
     out = tmp_path / "val-only"
-    assert evalgt.run(parse("--cityscapes_root", str(raw), "--output_dir", str(out), "--splits", "val", "--workers", "2",
-                            "--compress_level", "1")) == 0
+    assert evalgt.run(parse("--cityscapes_root", str(raw), "--output_dir", str(out), "--splits", "val", "--workers", "2")) == 0
     assert sorted(p.name for p in out.iterdir()) == ["cityscapes_panoptic_val", "cityscapes_panoptic_val.json"]
     assert_same_output(reference / "gtFine", out, ["val"])
+
+
+@pytest.mark.parametrize("flag", ["--png_compress_level", "--compress_level"])
+def test_compress_level_trades_bytes_not_pixels(trees, tmp_path, flag):
+    raw, reference, _ = trees
+    out = tmp_path / "fast"
+    assert evalgt.run(parse("--cityscapes_root", str(raw), "--output_dir", str(out), "--splits", "train", flag, "1")) == 0
+    assert_same_output(reference / "gtFine", out, ["train"], same_bytes=False)
+
+
+@pytest.mark.parametrize("level", ["10", "-1", "fast"])
+def test_bad_compress_level_is_one_line_exit_2(trees, tmp_path, level):
+    raw, _, _ = trees
+    done = subprocess.run(
+        [console_script("csconv"), "eval-gt", "--cityscapes_root", str(raw), "--output_dir", str(tmp_path / "o"),
+         f"--png_compress_level={level}"],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"csconv: error: --png_compress_level must be a whole number from 0 to 9 (leave it out for Pillow's "
+        f"default, the reference's bytes), got {level if level == 'fast' else int(level)!r}"
+    ]
+    assert not (tmp_path / "o").exists(), "checked before any work"
 
 
 def test_split_without_instance_ids_is_an_input_error(trees, tmp_path):

@@ -10,7 +10,7 @@ import struct
 from imagecodecs import zlibng_crc32 as crc32
 from dataclasses import dataclass
 
-from .errors import InputError
+from .errors import CsconvError, InputError
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOUR_RGB = 2
@@ -103,6 +103,39 @@ def rgb_image(data: bytes, path: str, check_crc: bool = True) -> tuple[bytes, in
     return _normalise_with_pillow(data, path)
 
 
+def encode_label(image, compress_level: int | None = None) -> bytes:
+    """A label image as PNG bytes.
+
+    None saves with Pillow's default settings, as cityscapesscripts saves its labels,
+    so the bytes are the ones DeepLab2 stores; a level 0-9 changes the bytes (and the
+    time spent), never the pixels.
+    """
+    out = io.BytesIO()
+    image.save(out, format="png", **({} if compress_level is None else {"compress_level": compress_level}))
+    return out.getvalue()
+
+
+def check_compress_level(level) -> int | None:
+    """`level` if it is None or a zlib level 0-9; a CsconvError naming the flag otherwise."""
+    if level is not None and (isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9):
+        raise CsconvError(
+            f"--png_compress_level must be a whole number from 0 to 9 (leave it out for Pillow's "
+            f"default, the reference's bytes), got {level!r}"
+        )
+    return level
+
+
+def parse_compress_level(text: str | None) -> int | None:
+    """The command line's --png_compress_level, checked before any work."""
+    if text is None:
+        return None
+    try:
+        level = int(text)
+    except ValueError:
+        level = text
+    return check_compress_level(level)
+
+
 def check_decodes(data: bytes, path: str) -> None:
     """`--decode_check`: raise InputError(path, ...) unless the PNG decodes completely.
 
@@ -115,6 +148,8 @@ def check_decodes(data: bytes, path: str) -> None:
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
+    except Image.DecompressionBombError:
+        raise InputError(path, _too_many_pixels(data)) from None
     except (OSError, ValueError, SyntaxError) as error:
         raise InputError(path, f"PNG pixel data does not decode ({error})") from None
 
@@ -134,6 +169,18 @@ def _normalise_with_pillow(data: bytes, path: str) -> tuple[bytes, int, int]:
             image.save(out, format="png")
             data = out.getvalue()
         width, height = image.size
+    except Image.DecompressionBombError:
+        raise InputError(path, _too_many_pixels(data)) from None
     except (OSError, ValueError, SyntaxError) as error:
         raise InputError(path, f"cannot decode image ({error})") from None
     return data, height, width
+
+
+def _too_many_pixels(data: bytes) -> str:
+    from PIL import Image
+
+    width, height = struct.unpack_from(">II", data, 16)  # IHDR, already checked by inspect()
+    return (
+        f"header claims {width}x{height} pixels, more than Pillow decodes "
+        f"({2 * Image.MAX_IMAGE_PIXELS:,}, its decompression bomb limit)"
+    )

@@ -7,6 +7,7 @@ from enum import Enum
 
 import numpy as np
 
+from .png import check_compress_level
 from .sources import Location
 
 
@@ -27,6 +28,11 @@ class ConvertOptions:
     source: Source = Source.RAW
     treat_crowd_as_ignore: bool = True
     label_divisor: int = 1000
+    # None: Pillow's default save, the bytes the reference stores; 0-9 trades them for speed.
+    png_compress_level: int | None = None
+
+    def __post_init__(self):
+        check_compress_level(self.png_compress_level)
 
 
 @dataclass(frozen=True)

@@ -90,10 +90,12 @@ def _label(frame: Frame, options: ConvertOptions, annotation: Annotation | None,
         return label, "raw", label.shape, path
     if options.source is Source.RAW:
         path = frame.gtfine_path("polygons.json")
-        label, size = semantic.semantic_png(read_file(path), path)
+        label, size = semantic.semantic_png(read_file(path), path, options.png_compress_level)
     elif options.source is Source.LABEL_IDS:
         path = frame.gtfine_path("labelIds.png")
-        label, size = semantic.semantic_png_from_label_ids(_read_png(path, decode_check), path)
+        label, size = semantic.semantic_png_from_label_ids(
+            _read_png(path, decode_check), path, options.png_compress_level
+        )
     else:
         # Stored as it is, so its header must already be what DeepLab2 expects.
         path = frame.gtfine_path("labelTrainIds.png")

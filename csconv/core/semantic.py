@@ -1,7 +1,8 @@
 """Semantic labels: trainId maps drawn from `*_gtFine_polygons.json`.
 
 The result must be pixel-identical to what csCreateTrainIdLabelImgs draws, so the
-drawing goes through Pillow's polygon fill, object by object, in file order.
+drawing goes through Pillow's polygon fill, object by object, in file order; saved
+with Pillow's default settings, as it saves, the PNG is byte-identical too.
 """
 
 from __future__ import annotations
@@ -52,17 +53,12 @@ def train_id_image(polygons_json: bytes, path: str):
     return canvas
 
 
-def _encode(image) -> bytes:
-    out = io.BytesIO()
-    # Level 1: the label is a few flat regions, so extra effort buys little size.
-    image.save(out, format="png", compress_level=1)
-    return out.getvalue()
-
-
-def semantic_png(polygons_json: bytes, path: str) -> tuple[bytes, tuple[int, int]]:
-    """The trainId PNG and its (height, width)."""
+def semantic_png(
+    polygons_json: bytes, path: str, compress_level: int | None = None
+) -> tuple[bytes, tuple[int, int]]:
+    """The trainId PNG and its (height, width); see png.encode_label for compress_level."""
     image = train_id_image(polygons_json, path)
-    return _encode(image), (image.height, image.width)
+    return png.encode_label(image, compress_level), (image.height, image.width)
 
 
 def gray8_size(data: bytes, path: str, what: str) -> tuple[int, int]:
@@ -76,7 +72,9 @@ def gray8_size(data: bytes, path: str, what: str) -> tuple[int, int]:
     return info.height, info.width
 
 
-def semantic_png_from_label_ids(label_ids_png: bytes, path: str) -> tuple[bytes, tuple[int, int]]:
+def semantic_png_from_label_ids(
+    label_ids_png: bytes, path: str, compress_level: int | None = None
+) -> tuple[bytes, tuple[int, int]]:
     """The explicit `labelIds` option: remap the shipped label map through the table.
 
     Not the default: the shipped map was drawn by other software and differs from
@@ -90,4 +88,4 @@ def semantic_png_from_label_ids(label_ids_png: bytes, path: str) -> tuple[bytes,
     for label in BY_ID.values():
         if label.id >= 0:
             table[label.id] = label.train_id if label.train_id >= 0 else IGNORE_LABEL
-    return _encode(Image.fromarray(table[ids])), size
+    return png.encode_label(Image.fromarray(table[ids]), compress_level), size
