@@ -312,3 +312,19 @@ def test_chunk_sequence_matches_the_real_frames(tree):
         # Not just the same types: the same gamma, primaries, background, density.
         fixed[p] = [c for c in chunks if c[0] in (b"gAMA", b"sRGB", b"cHRM", b"bKGD", b"pHYs")]
     assert len({tuple(v) for v in fixed.values()}) == 1
+
+
+def test_full_size_outlines_are_as_intricate_as_real_annotations(tmp_path):
+    """Real polygons hold 1,121-3,054 vertices per frame, traced a few pixels apart; the
+    generator's must not be simpler, or label decoding is timed on easier files."""
+
+    real = Path(__file__).resolve().parents[2] / "shared" / "cityscapes-real" / "gtFine" / "train" / "aachen"
+    generate_dataset(tmp_path, {"train": 4}, width=2048, height=1024, seed=0)
+    synthetic = sorted(tmp_path.glob("gtFine/train/*/*_gtFine_polygons.json"))
+
+    def vertices(path):
+        return sum(len(o["polygon"]) for o in json.loads(path.read_text())["objects"])
+
+    counts = [vertices(p) for p in synthetic]
+    floor = min(vertices(p) for p in real.glob("*_polygons.json")) if real.is_dir() else 1121
+    assert min(counts) >= floor, counts

@@ -11,6 +11,9 @@ import math
 import numpy as np
 
 FULL_AREA = 2048 * 1024
+# Hand-traced outlines: a vertex every _TRACE_STEP px (at full size), _TRACE_JITTER px
+# off the edge (standard deviation); tiny test frames keep their plain shapes.
+_TRACE_STEP, _TRACE_JITTER, _TRACE_MIN_SCALE = 26.0, 1.5, 0.25
 
 # Relative outlines (x in [-0.5, 0.5] of width, y in [-1, 0] of height, 0 = ground).
 _SHAPES = {
@@ -62,12 +65,32 @@ class Layout:
         return max(1, int(round(full * self.scale)))
 
     def add(self, label: str, pts, deleted: bool = False) -> dict:
-        poly = [[int(round(x)), int(round(y))] for x, y in pts]
+        poly = [[int(round(x)), int(round(y))] for x, y in self.hand_traced(pts)]
         obj = {"label": label, "polygon": poly}
         if deleted:
             obj["deleted"] = 1
         self.objects.append(obj)
         return obj
+
+    def hand_traced(self, pts):
+        """The outline as an annotator clicks it: a vertex every few pixels, each a
+        pixel or so off the ideal edge. Real polygons hold 1,100-3,100 vertices per
+        frame and their label maps ragged edges; clean 10-vertex shapes would make
+        label PNGs that decode faster than real ones."""
+        pts = [(float(x), float(y)) for x, y in pts]
+        out = []
+        for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1]):
+            out.append((x0, y0))
+            length = math.hypot(x1 - x0, y1 - y0)
+            steps = int(length // (_TRACE_STEP * self.scale)) if self.scale >= _TRACE_MIN_SCALE else 0
+            if steps < 2:
+                continue
+            nx, ny = -(y1 - y0) / length, (x1 - x0) / length
+            offsets = self.rng.normal(0.0, _TRACE_JITTER, steps - 1)
+            for k, offset in enumerate(offsets, start=1):
+                t = k / steps
+                out.append((x0 + t * (x1 - x0) + offset * nx, y0 + t * (y1 - y0) + offset * ny))
+        return out
 
     def box(self, cx, cy, w, h):
         w, h = max(w, self.min_px), max(h, self.min_px)
