@@ -17,6 +17,11 @@ from crc32c import crc32c
 from .core.errors import CsconvError
 from .crc import crc32c_combine
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 TEMP_SUFFIX = ".partial"
 # Output is staged in blocks of this size and each block written with one call.
 _BLOCK = 8 << 20
@@ -211,15 +216,13 @@ class ShardFile:
     def _write_all(self, data: memoryview) -> None:
         offset = self._stored
         while data.nbytes:
-            written = os.pwrite(self._fd, data, offset)
+            written = _pwrite(self._fd, data, offset)
             if written == 0:
                 raise OSError(errno.EIO, "the file system accepted no bytes")
             offset += written
             data = data[written:]
 
     def _leave_direct_mode(self) -> None:
-        import fcntl
-
         flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
         fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
         self.direct = False
@@ -233,7 +236,8 @@ class ShardFile:
         _sync_file_range(self._fd, start, end - start, _SYNC_FILE_RANGE_WRITE)
         if start:
             _sync_file_range(self._fd, 0, start, _SYNC_FILE_RANGE_WAIT_ALL)
-            os.posix_fadvise(self._fd, 0, start, os.POSIX_FADV_DONTNEED)
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(self._fd, 0, start, os.POSIX_FADV_DONTNEED)
         self._writeback_started = end
 
     def _write_error(self, error: OSError) -> OutputError:
@@ -263,7 +267,7 @@ class ShardFile:
             # Cuts the padding of a last direct block, and whatever a refused direct
             # write may have left past the end before it was written again.
             os.ftruncate(self._fd, self.size)
-            os.fdatasync(self._fd)
+            _sync_data(self._fd)
             if not self.direct and hasattr(os, "posix_fadvise"):
                 os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
         except OSError as error:
@@ -296,8 +300,32 @@ class ShardFile:
         """Writers may close their stream; the shard stays uncommitted until commit()."""
 
 
+def _pwrite(fd: int, data: memoryview, offset: int) -> int:
+    if hasattr(os, "pwrite"):
+        return os.pwrite(fd, data, offset)
+    # Windows. Safe without pwrite's atomicity: only a shard's helper thread writes to its file.
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.write(fd, data)
+
+
+def _sync_data(fd: int) -> None:
+    """Bytes and size of the file on stable storage, before the rename makes it final."""
+    if fcntl is not None and hasattr(fcntl, "F_FULLFSYNC"):
+        # macOS: fsync leaves the data in the drive's cache; and there is no fdatasync.
+        try:
+            fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
+            return
+        except OSError:  # file systems without it (SMB, some external disks)
+            pass
+    if hasattr(os, "fdatasync"):
+        os.fdatasync(fd)
+    else:
+        os.fsync(fd)
+
+
 def _open_for_writing(path: str, direct: bool) -> tuple[int, bool]:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    # O_BINARY: without it Windows writes every 0x0A byte as 0x0D 0x0A.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
     if direct and hasattr(os, "O_DIRECT"):
         try:
             return os.open(path, flags | os.O_DIRECT, 0o644), True
@@ -325,6 +353,8 @@ def file_digests(path: str, names) -> dict[str, str]:
 
 
 def sync_directory(directory: str) -> None:
+    if os.name == "nt":  # a folder cannot be opened as a file there; NTFS journals the rename
+        return
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -13,18 +13,27 @@ removed.
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import json
 import os
 import signal
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict
 
 from . import __version__
 from .core.errors import CsconvError
 from .output import DIGESTS, file_digests, write_atomically
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+try:
+    import msvcrt
+except ImportError:
+    msvcrt = None
 
 
 class Interrupted(BaseException):
@@ -116,26 +125,155 @@ def proves_complete(output_dir: str, entry: dict | None, expected_fingerprint: s
         return False
 
 
+# Where the output folder cannot be flocked (Windows), this hidden file in it is locked
+# instead; it is removed when the run ends.
+LOCK_NAME = ".csconv.lock"
+# flock errors that mean "this file system cannot lock", not "someone else holds the lock":
+# NFS gives ENOLCK without a lock daemon, and EBADF where flock is emulated by a write
+# lock, which a read-only descriptor cannot take.
+_CANNOT_LOCK = {errno.ENOLCK, errno.EBADF, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
+
+
+class LockWarning(UserWarning):
+    pass
+
+
 @contextmanager
 def output_lock(output_dir: str):
-    """An exclusive flock on the output folder itself for the whole run.
+    """An exclusive lock on the output folder for the whole run.
 
-    Worker processes inherit the descriptor, so the folder stays locked while any of
-    them is alive, even if the main process was killed.
+    POSIX: a flock on the folder itself. Forked workers inherit the descriptor, so the
+    folder stays locked while any of them is alive, even if the main process was killed.
+    Where the file system cannot lock (NFS without a lock daemon): a warning, no lock.
+    Windows: msvcrt.locking on LOCK_NAME in the folder. Elsewhere: LOCK_NAME, created
+    exclusively and holding the process id.
     """
+    if fcntl is not None:
+        with _flock(output_dir):
+            yield
+        return
+    path = os.path.join(output_dir, LOCK_NAME)
+    with (_locked_file if msvcrt is not None else _exclusive_file)(output_dir, path):
+        yield
+
+
+def _wait_for(output_dir: str, try_lock) -> None:
+    """Calls try_lock() until it returns True, for up to LOCK_WAIT_SECONDS."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while not try_lock():
+        if time.monotonic() >= deadline:
+            raise CsconvError(f"{output_dir}: another csconv run is writing to this folder")
+        time.sleep(0.05)
+
+
+@contextmanager
+def _flock(output_dir: str):
     fd = os.open(output_dir, os.O_RDONLY)
+
+    def try_lock() -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return False
+            if error.errno not in _CANNOT_LOCK:
+                raise
+            warnings.warn(
+                f"{output_dir}: cannot lock the output folder ({error.strerror}); "
+                "make sure no other csconv run writes to it",
+                LockWarning,
+            )
+        return True
+
     try:
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as error:
-                if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise CsconvError(f"{output_dir}: another csconv run is writing to this folder") from None
-                time.sleep(0.05)
+        _wait_for(output_dir, try_lock)
         yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def _locked_file(output_dir: str, path: str):
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+
+    def try_lock() -> bool:
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as error:
+            if error.errno not in (errno.EACCES, errno.EDEADLOCK):
+                raise
+            return False
+        return True
+
+    try:
+        _wait_for(output_dir, try_lock)
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        yield
+    finally:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        os.close(fd)
+        _remove(path)
+
+
+@contextmanager
+def _exclusive_file(output_dir: str, path: str):
+    def try_lock() -> bool:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if _holder_alive(path):
+                return False
+            # Left by a killed run. Two runs finding the same stale file at the same
+            # instant could both go on; without flock nothing closes that window.
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            return False
+        try:
+            os.write(fd, f"{os.getpid()}\n".encode())
+        finally:
+            os.close(fd)
+        return True
+
+    _wait_for(output_dir, try_lock)
+    try:
+        yield
+    finally:
+        _remove(path)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        # Windows refuses while another run has the file open, waiting for the lock;
+        # that run removes it when it ends.
+        pass
+
+
+def _holder_alive(path: str) -> bool:
+    """Whether the process named in an exclusive lock file still runs; True when unsure."""
+    try:
+        with open(path, "rb") as f:
+            pid = int(f.read().strip() or b"0")
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True
+    if pid <= 0:
+        # Empty: caught between its creation and the write of the process id.
+        return True
+    if pid == os.getpid():  # a killed run's id, since reused by this process
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, another user's
+        return True
+    return True
