@@ -7,8 +7,12 @@ from enum import Enum
 
 import numpy as np
 
+from .errors import CsconvError
 from .png import check_compress_level
 from .sources import Location
+
+# The largest divisor whose ignore id, 255 * divisor, is still an int32.
+MAX_LABEL_DIVISOR = (2**31 - 1) // 255
 
 
 class Task(str, Enum):
@@ -33,6 +37,12 @@ class ConvertOptions:
 
     def __post_init__(self):
         check_compress_level(self.png_compress_level)
+        # Checked before any work: 255 * divisor (the ignore label) must fit the int32 map.
+        if not 1 <= self.label_divisor <= MAX_LABEL_DIVISOR:
+            raise CsconvError(
+                f"--label_divisor must be between 1 and {MAX_LABEL_DIVISOR:,} "
+                f"(255 x divisor must fit in int32), got {self.label_divisor:,}"
+            )
 
 
 @dataclass(frozen=True)
