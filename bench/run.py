@@ -58,29 +58,43 @@ def split_sizes(frames: int) -> dict[str, int]:
     return {"train": frames - val - test, "val": val, "test": test}
 
 
-def ensure_cache(cache: str, sizes: dict[str, int], width: int, height: int) -> None:
-    """Generate the synthetic tree unless a complete one with the same recipe is there.
+def cached_tree(cache: str, recipe: dict, build) -> None:
+    """Build a data tree with `build(folder)` unless a complete one of the same recipe is there.
 
     A tree is complete when its marker file exists: the marker is written last, and the
-    tree is built under a temporary name, so a killed generation is never reused.
+    tree is built under a temporary name, so a killed build is never reused.
     """
-    recipe = {"splits": sizes, "width": width, "height": height, "seed": SEED}
     marker = os.path.join(cache, "bench-cache.json")
     if os.path.exists(marker):
         with open(marker) as f:
             if json.load(f) == recipe:
                 print(f"bench: reusing {cache}")
                 return
-    from csconv.synthetic import generate_dataset
-
-    print(f"bench: generating {sum(sizes.values())} frames {width}x{height} into {cache}")
     building = cache + ".partial"
     shutil.rmtree(building, ignore_errors=True)
-    generate_dataset(building, sizes, width=width, height=height, seed=SEED)
+    build(building)
     with open(os.path.join(building, "bench-cache.json"), "w") as f:
         json.dump(recipe, f)
     shutil.rmtree(cache, ignore_errors=True)
     os.rename(building, cache)
+
+
+def ensure_cache(cache: str, sizes: dict[str, int], width: int, height: int) -> None:
+    """The synthetic tree, generated once per recipe."""
+    from csconv.synthetic import generate_dataset
+
+    def build(folder):
+        print(f"bench: generating {sum(sizes.values())} frames {width}x{height} into {cache}")
+        generate_dataset(folder, sizes, width=width, height=height, seed=SEED)
+
+    # The generator's own code is part of the recipe: what it writes changes with it.
+    generator = hashlib.sha256()
+    for name in sorted(os.listdir(os.path.join(REPO, "csconv", "synthetic"))):
+        if name.endswith(".py"):
+            with open(os.path.join(REPO, "csconv", "synthetic", name), "rb") as f:
+                generator.update(f.read())
+    recipe = {"splits": sizes, "width": width, "height": height, "seed": SEED, "generator": generator.hexdigest()}
+    cached_tree(cache, recipe, build)
 
 
 REAL_SOURCE = os.path.join(os.path.dirname(REPO), "shared", "cityscapes-real")
@@ -106,33 +120,24 @@ def ensure_real_cache(cache: str, source: str, sizes: dict[str, int]) -> None:
     """
     images = sorted(name for name in os.listdir(os.path.join(source, "leftImg8bit", "train", "aachen")))
     stems = [name[: -len("_leftImg8bit.png")] for name in images]
-    recipe = {"splits": sizes, "source": source, "frames": stems}
-    marker = os.path.join(cache, "bench-cache.json")
-    if os.path.exists(marker):
-        with open(marker) as f:
-            if json.load(f) == recipe:
-                print(f"bench: reusing {cache}")
-                return
-    print(f"bench: copying {sum(sizes.values())} frames from the {len(stems)} real ones into {cache}")
-    building = cache + ".partial"
-    shutil.rmtree(building, ignore_errors=True)
-    for split, count in sizes.items():
-        city = REAL_CITY[split]
-        for i in range(count):
-            real = stems[i % len(stems)]
-            name = f"{city}_{i:06d}_000019"
-            copies = [(os.path.join(source, "leftImg8bit", "train", "aachen", f"{real}_leftImg8bit.png"),
-                       os.path.join(building, "leftImg8bit", split, city, f"{name}_leftImg8bit.png"))]
-            copies += [(os.path.join(source, "gtFine", "train", "aachen", f"{real}_gtFine_{suffix}"),
-                        os.path.join(building, "gtFine", split, city, f"{name}_gtFine_{suffix}"))
-                       for suffix in GTFINE_SUFFIXES]
-            for source_path, target in copies:
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                shutil.copyfile(source_path, target)
-    with open(os.path.join(building, "bench-cache.json"), "w") as f:
-        json.dump(recipe, f)
-    shutil.rmtree(cache, ignore_errors=True)
-    os.rename(building, cache)
+
+    def build(folder):
+        print(f"bench: copying {sum(sizes.values())} frames from the {len(stems)} real ones into {cache}")
+        for split, count in sizes.items():
+            city = REAL_CITY[split]
+            for i in range(count):
+                real = stems[i % len(stems)]
+                name = f"{city}_{i:06d}_000019"
+                copies = [(os.path.join(source, "leftImg8bit", "train", "aachen", f"{real}_leftImg8bit.png"),
+                           os.path.join(folder, "leftImg8bit", split, city, f"{name}_leftImg8bit.png"))]
+                copies += [(os.path.join(source, "gtFine", "train", "aachen", f"{real}_gtFine_{suffix}"),
+                            os.path.join(folder, "gtFine", split, city, f"{name}_gtFine_{suffix}"))
+                           for suffix in GTFINE_SUFFIXES]
+                for source_path, target in copies:
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    shutil.copyfile(source_path, target)
+
+    cached_tree(cache, {"splits": sizes, "source": source, "frames": stems}, build)
 
 
 def warm_page_cache(root: str) -> None:
