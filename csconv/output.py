@@ -83,6 +83,16 @@ class OutputError(CsconvError):
     pass
 
 
+def describe_os_error(error: OSError) -> str:
+    """An OS error as a user reads it: what happened, in words, without a Python repr."""
+    reason = error.strerror or str(error)
+    if error.errno == errno.EROFS:
+        return f"{reason}: the file system is mounted read-only"
+    if error.errno == errno.ENOSPC:
+        return f"{reason}: no space or no free inodes left"
+    return reason
+
+
 class ShardFile:
     """A binary stream written to a hidden temporary file, renamed into place by commit().
 
@@ -101,7 +111,10 @@ class ShardFile:
         self.closed = False
         self._crc32c = 0
         self._sha256 = hashlib.sha256() if sha256 else None
-        self._fd, self.direct = _open_for_writing(self.temp_path, direct)
+        try:
+            self._fd, self.direct = _open_for_writing(self.temp_path, direct)
+        except OSError as error:
+            raise OutputError(f"{self.temp_path}: cannot create the temporary file ({describe_os_error(error)})") from None
         self._stored = 0  # bytes handed to the file, padding excluded
         self._writeback_started = 0
         self._unsynced = 0
@@ -277,8 +290,13 @@ class ShardFile:
         # abort() close the number again (EBADF, or by then another file's descriptor).
         self.closed = True
         os.close(self._fd)
-        os.replace(self.temp_path, self.final_path)
-        sync_directory(self.directory)
+        try:
+            os.replace(self.temp_path, self.final_path)
+            sync_directory(self.directory)
+        except OSError as error:
+            raise OutputError(
+                f"{self.final_path}: cannot rename its temporary file into place ({describe_os_error(error)})"
+            ) from None
 
     def abort(self) -> None:
         self._helper.shutdown(wait=True, cancel_futures=True)
