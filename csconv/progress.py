@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 
@@ -17,9 +18,7 @@ class Progress:
         self._bar = None
         self.enabled = enabled
         if enabled and self.stream.isatty():
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, unit="frame", file=self.stream, dynamic_ncols=True, smoothing=0.1)
+            self._bar = _bar_class()(total=total, unit="frame", file=self.stream, dynamic_ncols=True, smoothing=0.1)
 
     def advance(self, count: int = 1) -> None:
         self.done += count
@@ -47,3 +46,15 @@ class Progress:
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+
+@functools.cache
+def _bar_class():
+    from tqdm import tqdm  # imported only when a bar is drawn
+
+    class Bar(tqdm):
+        # No monitor thread: the workers fork after the bar exists, and a thread running
+        # at a fork can leave a lock held for ever in the child.
+        monitor_interval = 0
+
+    return Bar
