@@ -1,36 +1,53 @@
 """Running shard jobs, in this process or in worker processes, and stopping them on signals.
 
 SIGINT / SIGTERM stop the workers at once; the caller removes temporary files and
-reports what was completed (resume.RunInterrupted).
+reports what was completed (resume.RunInterrupted). A worker that dies without a result
+(the out-of-memory killer, a stray kill -9) stops the run too, naming its shard.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import struct
 import sys
 import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 
 from .allocator import keep_frame_buffers
+from .core.errors import CsconvError
 from .progress import Progress
-from .resume import Interrupted
+from .resume import Interrupted, read_record
 from .shards import ShardJob, ShardResult, write_shard
 
 
-def _init_worker(queue) -> None:
+class WorkerDied(CsconvError):
+    pass
+
+
+def _init_worker(progress_writer) -> None:
     # The parent decides how to stop: workers ignore Ctrl-C (sent to the whole process
-    # group) and die at once on the SIGTERM of pool.terminate(); the parent then removes
-    # their temporary files.
+    # group) and die at once on SIGTERM or SIGKILL; the parent then removes their
+    # temporary files.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     ignore_file_size_signal()
     _die_with_parent()
-    global _progress_queue
-    _progress_queue = queue
+    global _progress_writer
+    _progress_writer = progress_writer
 
-_progress_queue = None
+_progress_writer = None
+
+# Worker to main process: (worker pid, job number, frames done); 0 frames announces the
+# job. Each message goes out in one write of under PIPE_BUF bytes, which a pipe keeps
+# whole: the workers share the pipe without a lock, so a worker killed mid-message can
+# neither leave a lock held nor half a message for the main process to wait on.
+_MESSAGE = struct.Struct("=iii")
 
 
 def _die_with_parent() -> None:
@@ -55,8 +72,10 @@ def ignore_file_size_signal() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
-def _worker_write_shard(job: ShardJob) -> ShardResult:
-    return write_shard(job, report=_progress_queue.put)
+def _worker_write_shard(number: int, job: ShardJob) -> ShardResult:
+    pid, send = os.getpid(), _progress_writer.send_bytes
+    send(_MESSAGE.pack(pid, number, 0))
+    return write_shard(job, report=lambda count: send(_MESSAGE.pack(pid, number, count)))
 
 
 def run(jobs: list[ShardJob], workers: int, progress: Progress, done: list | None = None) -> list[ShardResult]:
@@ -73,40 +92,150 @@ def run(jobs: list[ShardJob], workers: int, progress: Progress, done: list | Non
     return sorted(done, key=lambda r: (r.split, r.index))
 
 
+# How long the main process waits for killed workers to be gone before it lets the
+# caller remove their temporary files; SIGKILL is only delayed by I/O in progress.
+_KILL_WAIT_SECONDS = 10.0
+
+
 def _run_parallel(jobs: list[ShardJob], workers: int, progress: Progress, results: list) -> list[ShardResult]:
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    queue = context.SimpleQueue()
-    # Raising from a signal handler in the middle of the pool's own locking can leave
-    # it unable to terminate; here a signal only sets a flag, acted on between polls.
+    reader, writer = context.Pipe(duplex=False)
+    # A signal only sets a flag, acted on between polls: raised in the middle of the
+    # executor's own bookkeeping it could leave that unable to stop.
     _signal_state.deferred = True
+    executor = ProcessPoolExecutor(
+        max_workers=min(workers, len(jobs)), mp_context=context, initializer=_init_worker, initargs=(writer,)
+    )
+    processes: dict = {}
+    writing: dict[int, int] = {}  # worker pid -> number of the job it announced last
     try:
-        pool = context.Pool(processes=min(workers, len(jobs)), initializer=_init_worker, initargs=(queue,))
-        try:
-            pending = pool.imap_unordered(_worker_write_shard, jobs, chunksize=1)
-            remaining = len(jobs)
-            while remaining:
-                _raise_if_signalled()
+        pending = {}
+        for number, job in enumerate(jobs):
+            try:
+                pending[executor.submit(_worker_write_shard, number, job)] = number
+            except BrokenProcessPool:  # a worker died already
+                _read_progress(reader, progress, writing)
+                raise _worker_died(jobs, processes, writing, results) from None
+            # Kept to kill them and to tell which one died. With fork the first submit()
+            # starts every worker, before the executor's thread (no thread may run at a
+            # fork); with spawn each submit() may start one more.
+            processes.update(executor._processes or {})
+        while pending:
+            _raise_if_signalled()
+            finished, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            _read_progress(reader, progress, writing)
+            error, broken = None, False
+            for future in finished:
+                del pending[future]
                 try:
-                    result = pending.next(timeout=0.1)
-                except multiprocessing.TimeoutError:
-                    result = None
-                while not queue.empty():
-                    progress.advance(queue.get())
-                if result is not None:
-                    results.append(result)
-                    remaining -= 1
-            pool.close()
-        except BaseException:
-            pool.terminate()
-            raise
-        finally:
-            pool.join()
-            while not queue.empty():
-                progress.advance(queue.get())
+                    results.append(future.result())
+                except BrokenProcessPool:
+                    broken = True
+                except BaseException as raised:
+                    error = error or raised
+            if error is not None:  # a shard's own error: a worker that died meanwhile is its consequence
+                raise error
+            if broken:
+                raise _worker_died(jobs, processes, writing, results)
+        # The workers exit once told to: a wait that signals can still cut short.
+        manager = executor._executor_manager_thread
+        executor.shutdown(wait=False)
+        while manager is not None and manager.is_alive():
+            _raise_if_signalled()
+            manager.join(0.1)
+    except BaseException:
+        _kill(processes)
+        manager = executor._executor_manager_thread
+        executor.shutdown(wait=False, cancel_futures=True)
+        if manager is not None:
+            # With the workers gone it ends at once; left running, it would race the
+            # interpreter's exit, which wakes it up through a pipe it may be closing (EBADF).
+            manager.join(_KILL_WAIT_SECONDS)
+        raise
     finally:
+        _read_progress(reader, progress, writing)
+        reader.close()
+        writer.close()
         _signal_state.deferred = False
     _raise_if_signalled()
     return results
+
+
+def _read_progress(reader, progress: Progress, writing: dict[int, int]) -> None:
+    while reader.poll():
+        pid, number, frames = _MESSAGE.unpack(reader.recv_bytes())
+        if frames:
+            progress.advance(frames)
+        else:
+            writing[pid] = number
+
+
+def _worker_died(jobs: list[ShardJob], processes: dict, writing: dict[int, int], results: list) -> WorkerDied:
+    """The error naming the shard whose worker died without a result."""
+    _recover_results(jobs, results)
+    # The executor fails the futures first, then terminates the other workers (SIGTERM):
+    # the worker that died first is seen dead already, and the survivors are told apart
+    # by their exit status. Its status may take a moment to show: another thread reaps it.
+    dead: dict[int, int] = {}
+    deadline = time.monotonic() + 2.0
+    while not dead and time.monotonic() < deadline:
+        dead = {pid: p.exitcode for pid, p in processes.items() if p.exitcode is not None}
+        if not dead:
+            time.sleep(0.01)
+    culprits = {pid: code for pid, code in dead.items() if code != -signal.SIGTERM} or dead
+    finished = {(r.split, r.index) for r in results}
+    for pid, code in sorted(culprits.items()):
+        number = writing.get(pid)
+        if number is not None and (jobs[number].split, jobs[number].index) not in finished:
+            job = jobs[number]
+            return WorkerDied(
+                f"{os.path.join(job.output_dir, job.shard_name)}: the worker process writing this shard died "
+                f"({_how_it_ended(code)}); its temporary file is removed"
+            )
+    how = "; ".join(_how_it_ended(code) for code in culprits.values()) or "cause unknown"
+    return WorkerDied(f"{jobs[0].output_dir}: a worker process died between shards ({how})")
+
+
+def _recover_results(jobs: list[ShardJob], results: list) -> None:
+    """Add the shards completed whose result was lost with the pool: a completion record,
+    written atomically after the shard was renamed into place, says so."""
+    finished = {(r.split, r.index) for r in results}
+    for job in jobs:
+        if (job.split, job.index) in finished:
+            continue
+        entry = read_record(job.output_dir, job.shard_name)
+        if entry is not None and entry.get("fingerprint") == job.fingerprint:
+            try:
+                results.append(ShardResult.from_entry(entry))
+            except (KeyError, TypeError):
+                pass
+
+
+def _how_it_ended(exitcode: int) -> str:
+    if exitcode >= 0:
+        return f"exited with status {exitcode}"
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        name = f"signal {-exitcode}"
+    if -exitcode == getattr(signal, "SIGKILL", None):
+        return f"killed by {name}; out of memory?"
+    return f"killed by {name}"
+
+
+def _kill(processes: dict) -> None:
+    """SIGKILL every worker and wait, boundedly, until they are gone: only then may the
+    caller remove their temporary files without one being written again."""
+    for process in processes.values():
+        try:
+            process.kill()
+        except (OSError, ValueError):  # already gone
+            pass
+    sentinels = [process.sentinel for process in processes.values()]
+    deadline = time.monotonic() + _KILL_WAIT_SECONDS
+    while sentinels and time.monotonic() < deadline:
+        ready = multiprocessing.connection.wait(sentinels, timeout=max(0.0, deadline - time.monotonic()))
+        sentinels = [s for s in sentinels if s not in ready]
 
 
 class _SignalState:

@@ -231,3 +231,231 @@ def test_other_sinks_resume_and_keep_going_like_tfrecord(dataset, tmp_path, sink
     assert manifest["splits"]["train"]["records"] == manifest["splits"]["train"]["frames"] - 1
     report = verify(str(kept_going))
     assert report.ok, report.defects
+
+
+# --- a worker that dies, and signals around it ------------------------------------------
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers' open files in /proc")
+
+
+def child_pids(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:  # field 4, after the parenthesised name
+            kids.append(int(entry))
+    return kids
+
+
+def shards_being_written(pid: int) -> list[str]:
+    """The shards whose temporary file the process has open."""
+    names = []
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return names
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.endswith(".tfrecord.partial"):
+            names.append(os.path.basename(target)[1 : -len(".partial")])
+    return names
+
+
+def stop_workers(process: subprocess.Popen) -> dict[int, list[str]]:
+    """SIGSTOP every worker; pid -> the shards whose temporary file it has open."""
+    stopped = {}
+    for pid in child_pids(process.pid):
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            continue
+        stopped[pid] = shards_being_written(pid)
+    return stopped
+
+
+def continue_workers(pids) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+def kill_a_worker(process: subprocess.Popen, out: Path, idle: bool, then=None) -> tuple[int, str | None] | None:
+    """SIGKILL a worker once some shard is complete; (pid, the shard it was writing) or None.
+
+    The workers are stopped while their open files are read, so that what each was doing
+    is known. idle=False: kill a worker writing a shard. idle=True (with --num_shards=1):
+    the worker writing the train shard is held stopped until the other one has written
+    the val shard and waits for work, in the middle of reading the task queue, holding
+    that queue's lock; that one is killed, and the writer held a while longer, so that
+    its shard cannot be completed before csconv notices the death. `then()` is called
+    right after the kill, the other workers still stopped.
+    """
+    deadline = time.monotonic() + 60
+    held = None
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            names = set(os.listdir(out)) if out.exists() else set()
+            if idle and held is None:
+                stopped = stop_workers(process)
+                held = next((pid for pid, shards in stopped.items() if "train-00000-of-00001.tfrecord" in shards), None)
+                continue_workers(stopped.keys() - {held})
+            elif idle and {"val-00000-of-00001.tfrecord", ".val-00000-of-00001.tfrecord.done"} <= names:
+                time.sleep(0.1)  # past returning its result: waiting for the next task
+                victims = [pid for pid in child_pids(process.pid) if pid != held]
+                if len(victims) == 1:
+                    os.kill(victims[0], signal.SIGKILL)
+                    if then is not None:
+                        then()
+                    else:
+                        time.sleep(1.0)
+                    return victims[0], None
+            elif not idle and any(n.endswith(".tfrecord.done") for n in names):  # a shard complete, and known so
+                stopped = stop_workers(process)
+                victim = next((pid for pid, shards in stopped.items() if shards), None)
+                if victim is not None:
+                    os.kill(victim, signal.SIGKILL)
+                    if then is not None:
+                        then()
+                continue_workers(stopped.keys() - {victim})
+                if victim is not None:
+                    return victim, stopped[victim][0]
+            time.sleep(0.002)
+        return None
+    finally:
+        if held is not None:
+            continue_workers([held])
+
+
+def start_csconv(root: Path, out: Path, *extra: str) -> subprocess.Popen:
+    # A session of its own: Ctrl-C is sent to the whole process group, as a terminal does.
+    return subprocess.Popen(csconv_command(root, out, "--workers=2", *extra), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def finish(process: subprocess.Popen, timeout: float) -> tuple[str, float]:
+    """stderr and seconds until the process ended; a process still running after `timeout` fails the test."""
+    started = time.monotonic()
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"csconv still running {timeout} s later")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    return stderr, time.monotonic() - started
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if not line.startswith("csconv: warning:")]
+
+
+def assert_cleaned_up(out: Path, clean: dict[str, bytes]) -> None:
+    names = os.listdir(out)
+    assert not [n for n in names if n.endswith(".partial")], names
+    assert MANIFEST_NAME not in names
+    assert_no_partial_final_shard(out, clean)
+
+
+@pytest.fixture(scope="module")
+def one_shard_clean(dataset, tmp_path_factory):
+    """The clean output with one shard per split (--num_shards=1)."""
+    root, _, _ = dataset
+    out = tmp_path_factory.mktemp("one-shard") / "clean"
+    done = run_csconv(root, out, "--workers=2", "--num_shards=1")
+    assert done.returncode == 0, done.stderr
+    return snapshot(out)
+
+
+@linux_only
+@pytest.mark.parametrize("idle", [False, True], ids=["writing", "idle"])
+def test_killed_worker_ends_the_run_and_resume_finishes(dataset, one_shard_clean, tmp_path, idle):
+    root, clean_dir, _ = dataset
+    extra = ("--num_shards=1",) if idle else ()
+    clean = one_shard_clean if idle else snapshot(clean_dir)
+    out = tmp_path / "out"
+    process = start_csconv(root, out, *extra)
+    killed = kill_a_worker(process, out, idle)
+    if killed is None:
+        finish(process, 30)
+        pytest.skip("the run finished before a worker could be killed")
+    pid, shard = killed
+    stderr, seconds = finish(process, 30)
+    print(f"worker {pid} killed ({shard or 'idle'}): csconv ended {seconds:.2f} s later")
+
+    assert process.returncode == 2, stderr
+    assert "Traceback" not in stderr
+    lines = error_lines(stderr)
+    assert len(lines) == 1, stderr
+    # The shard the worker was writing; an idle worker was writing none.
+    assert lines[0].startswith(f"csconv: error: {out / shard if shard else out}: "), lines[0]
+    assert "worker process" in lines[0] and "SIGKILL" in lines[0], lines[0]
+    assert lines[0].endswith("shards were completed and are kept for --resume)"), lines[0]
+    assert_cleaned_up(out, clean)
+
+    done = run_csconv(root, out, "--workers=2", "--resume", *extra)
+    assert done.returncode == 0, done.stderr
+    assert_same_as_clean(out, clean)
+
+
+@linux_only
+@pytest.mark.parametrize(
+    "signum, to_group, kill",
+    [
+        (signal.SIGINT, True, None),
+        (signal.SIGINT, True, "writing"),
+        (signal.SIGTERM, False, "writing"),
+        (signal.SIGINT, True, "idle"),
+        (signal.SIGTERM, False, "idle"),
+    ],
+    ids=["ctrl-c", "ctrl-c-after-a-writing-worker-died", "sigterm-after-a-writing-worker-died",
+         "ctrl-c-after-an-idle-worker-died", "sigterm-after-an-idle-worker-died"],
+)
+def test_signals_end_the_run_within_seconds(dataset, one_shard_clean, tmp_path, signum, to_group, kill):
+    root, clean_dir, _ = dataset
+    extra = ("--num_shards=1",) if kill == "idle" else ()
+    clean = one_shard_clean if kill == "idle" else snapshot(clean_dir)
+    out = tmp_path / "out"
+    process = start_csconv(root, out, *extra)
+
+    def send_signal():
+        if to_group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+
+    if kill is not None:
+        if kill_a_worker(process, out, idle=kill == "idle", then=send_signal) is None:
+            finish(process, 30)
+            pytest.skip("the run finished before a worker could be killed")
+    else:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (out.exists() and any(n.endswith(".tfrecord") for n in os.listdir(out))):
+            time.sleep(0.002)
+        send_signal()
+    stderr, seconds = finish(process, 30)
+    print(f"{signal.Signals(signum).name}: csconv ended {seconds:.2f} s later, exit {process.returncode}")
+
+    if process.returncode == 0 and kill is None:
+        pytest.skip("the run finished before the signal landed")
+    # After a worker died, csconv may have stopped for that reason before the signal came.
+    expected = {128 + signum} if kill is None else {128 + signum, 2}
+    assert process.returncode in expected, stderr
+    assert seconds < 5, f"took {seconds:.1f} s to stop"
+    assert "Traceback" not in stderr
+    lines = error_lines(stderr)
+    assert len(lines) == 1 and lines[0].startswith("csconv: "), stderr
+    if process.returncode == 128 + signum:
+        assert f"interrupted by {signal.Signals(signum).name}" in lines[0]
+    assert_cleaned_up(out, clean)
