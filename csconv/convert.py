@@ -168,7 +168,14 @@ def convert(
                     progress.close()
                 results = sorted([*kept.values(), *done], key=lambda r: (r.split, r.index))
                 summary = RunSummary(splits=sizes, shards=results, seconds=progress.elapsed)
+                # Once the manifest is in place the run is complete and the completion records
+                # it absorbed must go: a signal after the rename would report a finished run
+                # as interrupted and leave records that make the folder look unfinished. The
+                # rename is inside manifest.write: signals are ignored from just before it.
+                worker_pool.ignore_signals()
                 manifest.write(output_dir, sink_name, options, summary, num_shards)
+                for job in jobs:
+                    resume.remove_record(output_dir, job.shard_name)
         except BaseException as error:
             with worker_pool.signals_ignored():  # a second Ctrl-C must not interrupt the clean-up
                 output_folder.remove_temporaries(output_dir, jobs)
@@ -180,6 +187,4 @@ def convert(
             if isinstance(error, CsconvError) and completed:
                 error.add_note(f"{completed} of {len(jobs)} shards were completed and are kept for --resume")
             raise
-        for job in jobs:
-            resume.remove_record(output_dir, job.shard_name)
     return summary

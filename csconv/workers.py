@@ -281,6 +281,14 @@ def signals_raise_interrupted():
             signal.signal(signum, old)
 
 
+def ignore_signals() -> None:
+    """SIGINT and SIGTERM are ignored for the rest of the signals_raise_interrupted() block,
+    which then puts the earlier handlers back."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+
+
 @contextmanager
 def signals_ignored():
     if threading.current_thread() is not threading.main_thread():

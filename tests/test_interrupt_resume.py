@@ -459,3 +459,65 @@ def test_signals_end_the_run_within_seconds(dataset, one_shard_clean, tmp_path, 
     if process.returncode == 128 + signum:
         assert f"interrupted by {signal.Signals(signum).name}" in lines[0]
     assert_cleaned_up(out, clean)
+
+
+# --- signals at the edges of a shard's and of the manifest's completion (in-process, --workers=1)
+
+
+def test_sigint_right_after_the_manifest_is_in_place_completes_the_run(dataset, tmp_path, monkeypatch, capsys):
+    root, clean_dir, _ = dataset
+    out = tmp_path / "out"
+    real_replace, sent = os.replace, []
+
+    def replace(src, dst, *args, **kwargs):
+        real_replace(src, dst, *args, **kwargs)
+        if str(dst).endswith(MANIFEST_NAME):
+            sent.append(dst)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(os, "replace", replace)
+    code = cli.main(["--cityscapes_root", str(root), "--output_dir", str(out), *ARGS, "--workers=1"])
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert sent, "the manifest was never renamed into place"
+    assert code == 0, err
+    assert "interrupted" not in err
+    assert_same_as_clean(out, snapshot(clean_dir))  # no completion record left behind
+
+
+def test_sigint_while_a_shard_file_is_closed_is_one_clean_interruption(dataset, tmp_path, monkeypatch, capsys):
+    """The signal lands between closing a committed shard's file and marking it closed."""
+    import csconv.output
+
+    root, clean_dir, _ = dataset
+    out = tmp_path / "out"
+    open_shard_fds, closed_shards = set(), []
+    real_open, real_close = csconv.output._open_for_writing, os.close
+
+    def open_for_writing(path, direct):
+        fd, is_direct = real_open(path, direct)
+        if path.endswith(".tfrecord.partial"):
+            open_shard_fds.add(fd)
+        return fd, is_direct
+
+    def close(fd):
+        real_close(fd)
+        if fd in open_shard_fds:  # fd numbers are reused: only while the shard's file is open
+            open_shard_fds.discard(fd)
+            closed_shards.append(fd)
+            if len(closed_shards) == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(csconv.output, "_open_for_writing", open_for_writing)
+    monkeypatch.setattr(os, "close", close)
+    code = cli.main(["--cityscapes_root", str(root), "--output_dir", str(out), *ARGS, "--workers=1"])
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert len(closed_shards) >= 3, "fewer than three shard files were closed"
+    assert code == 130, err
+    assert "Traceback" not in err and "Bad file descriptor" not in err
+    assert "interrupted by SIGINT" in err
+    assert_cleaned_up(out, snapshot(clean_dir))
+    done = run_csconv(root, out, "--workers=2", "--resume")
+    assert done.returncode == 0, done.stderr
+    assert_same_as_clean(out, snapshot(clean_dir))
