@@ -173,15 +173,13 @@ def _read_progress(reader, progress: Progress, writing: dict[int, int]) -> None:
 def _worker_died(jobs: list[ShardJob], processes: dict, writing: dict[int, int], results: list) -> WorkerDied:
     """The error naming the shard whose worker died without a result."""
     _recover_results(jobs, results)
-    # The executor fails the futures first, then terminates the other workers (SIGTERM):
-    # the worker that died first is seen dead already, and the survivors are told apart
-    # by their exit status. Its status may take a moment to show: another thread reaps it.
-    dead: dict[int, int] = {}
+    # The executor fails the futures, then terminates the other workers with SIGTERM,
+    # which tells them apart from the one that died first. Exit statuses show once the
+    # executor's thread has reaped the processes (a poll racing it sees none yet).
     deadline = time.monotonic() + 2.0
-    while not dead and time.monotonic() < deadline:
-        dead = {pid: p.exitcode for pid, p in processes.items() if p.exitcode is not None}
-        if not dead:
-            time.sleep(0.01)
+    while any(p.exitcode is None for p in processes.values()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    dead = {pid: p.exitcode for pid, p in processes.items() if p.exitcode is not None}
     culprits = {pid: code for pid, code in dead.items() if code != -signal.SIGTERM} or dead
     finished = {(r.split, r.index) for r in results}
     for pid, code in sorted(culprits.items()):
