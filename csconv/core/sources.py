@@ -119,6 +119,62 @@ def open_dataset(root: str | None, gtfine_zip: str | None = None, images_zip: st
     )
 
 
+@dataclass(frozen=True)
+class GtFine:
+    """The gtFine annotations alone, as the cityscapesscripts prework reads them: a folder,
+    or the gtFine archive's members (`members`, under `base.member`)."""
+
+    base: Location  # <root>/gtFine, or member gtFine of gtFine_trainvaltest.zip
+    members: tuple[str, ...] | None = None
+
+    def has_split(self, split: str) -> bool:
+        if self.members is None:
+            return os.path.isdir(os.path.join(self.base.path, split))
+        return any(member.split("/")[1] == split for member in self.members)
+
+    def files(self, split: str) -> list[tuple[Location, str, str]]:
+        """(location, city, file name) of every file in gtFine/<split>/<city>/, sorted by path.
+
+        As Python's glob lists them, which cityscapesscripts uses: names starting with a
+        dot are left out.
+        """
+        found = []
+        if self.members is None:
+            split_dir = os.path.join(self.base.path, split)
+            for city in os.listdir(split_dir) if os.path.isdir(split_dir) else ():
+                city_dir = os.path.join(split_dir, city)
+                if not city.startswith(".") and os.path.isdir(city_dir):
+                    found += [(Location(os.path.join(city_dir, name)), city, name)
+                              for name in os.listdir(city_dir) if not name.startswith(".")]
+            found.sort(key=lambda item: item[0].path)
+        else:
+            for member in self.members:
+                _, member_split, city, name = member.split("/")
+                if member_split == split:
+                    found.append((Location(self.base.path, member), city, name))
+            found.sort(key=lambda item: item[0].member)
+        return found
+
+
+def open_gtfine(root: str) -> GtFine:
+    """gtFine/ in `root`, or else the gtFine_trainvaltest.zip there."""
+    if not os.path.isdir(root):
+        raise CsconvError(f"{root}: Cityscapes root does not exist or is not a folder")
+    folder = os.path.join(root, "gtFine")
+    if os.path.isdir(folder):
+        return GtFine(Location(folder))
+    archive = os.path.join(root, GTFINE_ZIP)
+    if os.path.isfile(archive):
+        members = []
+        for name in _member_names(archive):
+            parts = name.split("/")
+            # gtFine/<split>/<city>/<file> only: README, license, __MACOSX/ and folders are not annotations.
+            if len(parts) == 4 and parts[0] == "gtFine" and parts[3] and not any(p.startswith(".") for p in parts[1:]):
+                members.append(name)
+        return GtFine(Location(archive, "gtFine"), tuple(members))
+    raise InputError(root, f"no gtFine/ folder and no {GTFINE_ZIP}; is this a Cityscapes root?")
+
+
 def _from_archives(gtfine_zip: str, images_zip: str) -> Dataset:
     members = []
     for name in _member_names(images_zip):
