@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import io
 import json
+from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import png
 from .errors import InputError
-from .labels import BY_ID, IGNORE_LABEL, label_for_polygon
+from .labels import BY_ID, IGNORE_LABEL, LABEL_DIVISOR, Label, label_for_polygon
 
 
 def _load_objects(data: bytes, path: str) -> tuple[int, int, list]:
@@ -29,13 +31,21 @@ def _load_objects(data: bytes, path: str) -> tuple[int, int, list]:
     return width, height, objects
 
 
-def train_id_image(polygons_json: bytes, path: str):
-    """The trainId map as a Pillow 'L' image."""
-    from PIL import Image, ImageDraw
+@dataclass(frozen=True)
+class Polygons:
+    """A `*_polygons.json`, parsed: the canvas size and the objects to draw, in file order."""
 
-    width, height, objects = _load_objects(polygons_json, path)
-    canvas = Image.new("L", (width, height), IGNORE_LABEL)
-    draw = ImageDraw.Draw(canvas)
+    width: int
+    height: int
+    # (number of the object in the file, its label, whether named as a group, its points)
+    objects: tuple[tuple[int, Label, bool, list], ...]
+
+
+def parse_polygons(data: bytes, path: str) -> Polygons:
+    """The objects cityscapesscripts draws: deleted ones and negative label ids (license
+    plate) left out; an unknown name ending in 'group' stands for its base class as a group."""
+    width, height, objects = _load_objects(data, path)
+    drawn = []
     for number, obj in enumerate(objects):
         try:
             if obj.get("deleted", 0):
@@ -46,11 +56,52 @@ def train_id_image(polygons_json: bytes, path: str):
                 raise InputError(path, f"object {number}: unknown label {name!r}")
             if label.id < 0:
                 continue
-            points = [(p[0], p[1]) for p in obj["polygon"]]
-            draw.polygon(points, fill=label.train_id)
-        except (KeyError, TypeError, IndexError, ValueError) as error:
+            drawn.append((number, label, label.name != name, [(p[0], p[1]) for p in obj["polygon"]]))
+        except (KeyError, TypeError, IndexError, ValueError, AttributeError) as error:
+            raise InputError(path, f"object {number}: malformed polygon ({error})") from None
+    return Polygons(width, height, tuple(drawn))
+
+
+def _draw(polygons: Polygons, mode: str, background: int, fill_of, path: str):
+    from PIL import Image, ImageDraw
+
+    canvas = Image.new(mode, (polygons.width, polygons.height), background)
+    draw = ImageDraw.Draw(canvas)
+    for number, label, is_group, points in polygons.objects:
+        try:
+            draw.polygon(points, fill=fill_of(label, is_group))
+        except (TypeError, ValueError) as error:
             raise InputError(path, f"object {number}: malformed polygon ({error})") from None
     return canvas
+
+
+def train_id_image(polygons_json: bytes | Polygons, path: str):
+    """The trainId map as a Pillow 'L' image."""
+    polygons = polygons_json if isinstance(polygons_json, Polygons) else parse_polygons(polygons_json, path)
+    return _draw(polygons, "L", IGNORE_LABEL, lambda label, is_group: label.train_id, path)
+
+
+def instance_train_ids(polygons: Polygons, path: str) -> np.ndarray:
+    """What csCreateTrainIdInstanceImgs draws, as uint16: trainId * 1000 + k for the k-th
+    (from 0, in file order) polygon of a thing class with a trainId, the plain trainId for
+    everything else (group polygons and stuff), 255 where nothing is drawn.
+
+    Drawn on a 32-bit canvas as that tool draws, so every polygon edge falls on the same
+    pixels.
+    """
+    seen: dict[str, int] = defaultdict(int)
+
+    def fill(label: Label, is_group: bool) -> int:
+        if not label.has_instances or is_group or label.train_id == IGNORE_LABEL:
+            return label.train_id
+        seen[label.name] += 1
+        return label.train_id * LABEL_DIVISOR + seen[label.name] - 1
+
+    values = np.asarray(_draw(polygons, "I", IGNORE_LABEL, fill, path))
+    if values.max(initial=0) > np.iinfo(np.uint16).max:
+        crowded = max(seen, key=seen.get)
+        raise InputError(path, f"{seen[crowded]} instances of '{crowded}': their ids do not fit a 16-bit PNG")
+    return values.astype(np.uint16)
 
 
 def semantic_png(
