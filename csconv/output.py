@@ -389,3 +389,76 @@ def write_atomically(path: str, data: bytes) -> None:
     except BaseException:
         shard.abort()
         raise
+
+
+def write_file_unsynced(path: str, data) -> None:
+    """Write `data` to a hidden temporary file beside `path`, then rename it into place.
+
+    For runs of many small files: no fsync per file, which would cost more than making
+    the file; the run calls sync_file_system() once at its end instead. The rename still
+    means no file is ever seen half-written under its final name.
+    """
+    directory, name = os.path.split(path)
+    temp_path = os.path.join(directory, temp_name(name))
+    try:
+        fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
+    except OSError as error:
+        raise OutputError(f"{temp_path}: cannot create the temporary file ({describe_os_error(error)})") from None
+    try:
+        try:
+            view = memoryview(data).cast("B")
+            while view.nbytes:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+    except OSError as error:
+        _remove_quietly(temp_path)
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise OutputError(f"{path}: output disk full or file size limit reached ({error.strerror})") from None
+        raise OutputError(f"{path}: cannot write ({describe_os_error(error)})") from None
+    except BaseException:
+        _remove_quietly(temp_path)
+        raise
+    try:
+        os.replace(temp_path, path)
+    except OSError as error:
+        _remove_quietly(temp_path)
+        raise OutputError(f"{path}: cannot rename its temporary file into place ({describe_os_error(error)})") from None
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def sync_file_system(path: str) -> None:
+    """Everything written to the file system holding `path` onto stable storage.
+
+    Linux's syncfs(2); elsewhere os.sync(), every file system. Windows has neither: there
+    the files are as durable as its write-back cache makes them.
+    """
+    if _syncfs is not None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if _syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    if hasattr(os, "sync"):
+        os.sync()
+
+
+def _load_syncfs():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    return function
+
+
+_syncfs = _load_syncfs()
