@@ -298,3 +298,41 @@ def signals_ignored():
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+# -- for process pools of other jobs than shards (the prework's frames) -------------------
+
+
+def prepare_worker() -> None:
+    """First thing in such a worker process, for the reasons _init_worker gives: Ctrl-C
+    ignored, SIGTERM fatal, the file size limit an error, dead with the main process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    ignore_file_size_signal()
+    _die_with_parent()
+
+
+@contextmanager
+def signals_deferred():
+    """Inside signals_raise_interrupted(): while the block runs a signal is only recorded,
+    and raise_if_signalled() raises it where stopping is safe (never in the middle of a
+    process pool's own bookkeeping)."""
+    _signal_state.deferred = True
+    try:
+        yield
+    finally:
+        _signal_state.deferred = False
+
+
+def raise_if_signalled() -> None:
+    _raise_if_signalled()
+
+
+def kill_workers(processes: dict) -> None:
+    """SIGKILL a pool's worker processes (pid -> Process) and wait, boundedly, until they are gone."""
+    _kill(processes)
+
+
+def how_it_ended(exitcode: int) -> str:
+    """A worker process's exit status in words, e.g. 'killed by SIGKILL; out of memory?'."""
+    return _how_it_ended(exitcode)
