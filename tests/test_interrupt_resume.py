@@ -357,6 +357,13 @@ def finish(process: subprocess.Popen, timeout: float) -> tuple[str, float]:
     return stderr, time.monotonic() - started
 
 
+def skip_if_finished(process: subprocess.Popen) -> None:
+    """No worker could be killed: the run must have ended, and well."""
+    stderr, _ = finish(process, 30)
+    assert process.returncode == 0, stderr
+    pytest.skip("the run finished before a worker could be killed")
+
+
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if not line.startswith("csconv: warning:")]
 
@@ -388,8 +395,7 @@ def test_killed_worker_ends_the_run_and_resume_finishes(dataset, one_shard_clean
     process = start_csconv(root, out, *extra)
     killed = kill_a_worker(process, out, idle)
     if killed is None:
-        finish(process, 30)
-        pytest.skip("the run finished before a worker could be killed")
+        skip_if_finished(process)
     pid, shard = killed
     stderr, seconds = finish(process, 30)
     print(f"worker {pid} killed ({shard or 'idle'}): csconv ended {seconds:.2f} s later")
@@ -437,8 +443,7 @@ def test_signals_end_the_run_within_seconds(dataset, one_shard_clean, tmp_path, 
 
     if kill is not None:
         if kill_a_worker(process, out, idle=kill == "idle", then=send_signal) is None:
-            finish(process, 30)
-            pytest.skip("the run finished before a worker could be killed")
+            skip_if_finished(process)
     else:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (out.exists() and any(n.endswith(".tfrecord") for n in os.listdir(out))):
