@@ -12,6 +12,7 @@ import os
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 
 from . import __version__
 from .core.discover import parse_splits
@@ -25,7 +26,9 @@ BOOLEAN_FLAGS = {
     "resume", "keep_going", "decode_check", "sha256",
 }
 # Commands that live in modules of their own: each offers add_parser(subparsers) and run(args).
-EXTRA_COMMAND_MODULES = {"eval-gt": "evalgt", "to-evalid": "evalid", "preview": "preview", "stats": "stats"}
+EXTRA_COMMAND_MODULES = {
+    "prework": "prework", "eval-gt": "evalgt", "to-evalid": "evalid", "preview": "preview", "stats": "stats",
+}
 COMMANDS = {"convert", "sinks", "demo", "synth", "verify", *EXTRA_COMMAND_MODULES}
 _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
@@ -58,7 +61,7 @@ def normalise_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def _bool_flag(parser, name: str, default: bool, help_text: str) -> None:
+def bool_flag(parser, name: str, default: bool, help_text: str) -> None:
     parser.add_argument(
         f"--{name}", type=parse_bool, nargs="?", const=True, default=default, metavar="BOOL",
         help=f"{help_text} (default {str(default).lower()}; also --{name}, --no{name})",
@@ -75,8 +78,8 @@ def _add_conversion_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images_zip", help="the leftImg8bit_trainvaltest.zip archive")
     parser.add_argument("--output_dir", required=True, help="folder for the shards and csconv-manifest.json")
     parser.add_argument("--sink", default="tfrecord", help="output format (see `csconv sinks`; default tfrecord)")
-    _bool_flag(parser, "create_panoptic_data", True, "panoptic labels (int32 raw); false: semantic trainId PNGs")
-    _bool_flag(parser, "treat_crowd_as_ignore", True, "crowd regions of thing classes get the ignore label 255")
+    bool_flag(parser, "create_panoptic_data", True, "panoptic labels (int32 raw); false: semantic trainId PNGs")
+    bool_flag(parser, "treat_crowd_as_ignore", True, "crowd regions of thing classes get the ignore label 255")
     parser.add_argument(
         "--splits",
         help="comma-separated splits to convert; a named split that is missing is an error "
@@ -96,29 +99,29 @@ def _add_conversion_flags(parser: argparse.ArgumentParser) -> None:
         help="zlib level of the semantic label PNGs: faster (1) or smaller (9), the same pixels but other "
         "bytes than the reference stores (default: Pillow's default settings, the reference's bytes)",
     )
-    _bool_flag(parser, "strict_sizes", False, "refuse splits whose size differs from the official one, as DeepLab2 does")
-    _bool_flag(parser, "overwrite", False, "replace csconv output files already in --output_dir (only csconv's own)")
-    _bool_flag(
+    bool_flag(parser, "strict_sizes", False, "refuse splits whose size differs from the official one, as DeepLab2 does")
+    bool_flag(parser, "overwrite", False, "replace csconv output files already in --output_dir (only csconv's own)")
+    bool_flag(
         parser, "resume", False,
         "finish an interrupted run in --output_dir: keep the shards proven complete (size, checksums, "
         "same sink, options and input frames), redo the rest",
     )
-    _bool_flag(
+    bool_flag(
         parser, "keep_going", False,
         "on a bad input frame, leave it out of its shard, list it in the manifest and the summary, "
         "convert the rest and exit 1",
     )
-    _bool_flag(
+    bool_flag(
         parser, "decode_check", False,
         "fully decode every input PNG (catches damage inside compressed data whose CRCs match; slower)",
     )
-    _bool_flag(
+    bool_flag(
         parser, "sha256", False,
         "also record each shard's SHA-256 in the manifest (sha256sum-checkable; costs about a third "
         "more CPU on panoptic output, so the default is CRC32C only)",
     )
-    _bool_flag(parser, "quiet", False, "no progress lines and no summary")
-    _bool_flag(parser, "debug", False, "show tracebacks")
+    bool_flag(parser, "quiet", False, "no progress lines and no summary")
+    bool_flag(parser, "debug", False, "show tracebacks")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--against", help="also compare every sample with this other output folder (csconv's or DeepLab2's own)"
     )
-    _bool_flag(verify, "debug", False, "show tracebacks")
+    bool_flag(verify, "debug", False, "show tracebacks")
 
     synth = commands.add_parser("synth", help="generate a deterministic synthetic Cityscapes tree")
     synth.add_argument("--root", required=True, help="folder to create the tree in")
@@ -213,9 +216,7 @@ def run_convert(args) -> int:
     from .convert import convert
 
     splits = parse_splits(args.splits)
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = _show_warning
+    with warnings_as_lines():
         summary = convert(
             root=args.cityscapes_root,
             gtfine_zip=args.gtfine_zip,
@@ -241,6 +242,15 @@ def run_convert(args) -> int:
         print_skipped(summary)
         return 1
     return 0
+
+
+@contextmanager
+def warnings_as_lines():
+    """Every warning raised in the block as one line `csconv: warning: ...` on stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = _show_warning
+        yield
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -31,7 +31,7 @@ from .core.errors import CsconvError, InputError
 from .core.labels import BY_TRAIN_ID, IGNORE_LABEL, NUM_TRAIN_CLASSES
 from .core.panoptic import distinct_values, rgb_to_ids
 from .output import write_atomically
-from .evalgt import categories, segments_of
+from .core.panoptic_gt import categories, segments_of
 
 EXTENSIONS = (".png", ".npy", ".raw", ".bin")
 # <city>_<seq>_<frame>: the image id the server matches predictions by.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -404,6 +405,7 @@ def write_file_unsynced(path: str, data) -> None:
         fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
     except OSError as error:
         raise OutputError(f"{temp_path}: cannot create the temporary file ({describe_os_error(error)})") from None
+    written = False
     try:
         try:
             view = memoryview(data).cast("B")
@@ -411,26 +413,20 @@ def write_file_unsynced(path: str, data) -> None:
                 view = view[os.write(fd, view):]
         finally:
             os.close(fd)
-    except OSError as error:
-        _remove_quietly(temp_path)
-        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise OutputError(f"{path}: output disk full or file size limit reached ({error.strerror})") from None
-        raise OutputError(f"{path}: cannot write ({describe_os_error(error)})") from None
-    except BaseException:
-        _remove_quietly(temp_path)
-        raise
-    try:
+        written = True
         os.replace(temp_path, path)
-    except OSError as error:
-        _remove_quietly(temp_path)
-        raise OutputError(f"{path}: cannot rename its temporary file into place ({describe_os_error(error)})") from None
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_path)
+        if not isinstance(error, OSError):
+            raise
+        if written:
+            problem = f"cannot rename its temporary file into place ({describe_os_error(error)})"
+        elif error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            problem = f"output disk full or file size limit reached ({error.strerror})"
+        else:
+            problem = f"cannot write ({describe_os_error(error)})"
+        raise OutputError(f"{path}: {problem}") from None
 
 
 def sync_file_system(path: str) -> None:

@@ -60,13 +60,18 @@ def make_output_dir(output_dir: str) -> None:
         raise OutputError(f"{output_dir}: cannot create the output folder ({describe_os_error(error)})") from None
 
 
-def _unlink(output_dir: str, name: str) -> None:
+def remove_file(path: str) -> None:
+    """Remove a file if it is there; an OutputError naming it when it cannot be removed."""
     try:
-        os.unlink(os.path.join(output_dir, name))
+        os.unlink(path)
     except FileNotFoundError:
         pass
     except OSError as error:
-        raise OutputError(f"{os.path.join(output_dir, name)}: cannot remove ({describe_os_error(error)})") from None
+        raise OutputError(f"{path}: cannot remove ({describe_os_error(error)})") from None
+
+
+def _unlink(output_dir: str, name: str) -> None:
+    remove_file(os.path.join(output_dir, name))
 
 
 def prepare(

@@ -67,7 +67,7 @@ def test_every_command_is_reachable_from_the_console_script(tmp_path):
     def csconv(*args):
         return subprocess.run([sys.executable, "-m", "csconv", *args], capture_output=True, text=True, timeout=120)
 
-    for command in ("convert", "sinks", "demo", "synth", "verify", "eval-gt", "to-evalid", "preview", "stats"):
+    for command in ("convert", "sinks", "demo", "synth", "verify", "prework", "eval-gt", "to-evalid", "preview", "stats"):
         result = csconv(command, "--help")
         assert result.returncode == 0 and "usage: csconv " + command in result.stdout, command
     root, out = tmp_path / "cs", tmp_path / "out"
@@ -80,6 +80,8 @@ def test_every_command_is_reachable_from_the_console_script(tmp_path):
     assert stats.returncode == 0 and "road" in stats.stdout
     assert csconv("eval-gt", "--cityscapes_root", str(root), "--output_dir", str(tmp_path / "gt")).returncode == 0
     assert (tmp_path / "gt" / "cityscapes_panoptic_val.json").exists()
+    assert csconv("prework", "--cityscapes_root", str(root), "--quiet").returncode == 0
+    assert (root / "gtFine" / "cityscapes_panoptic_val_trainId.json").exists()
 
 
 def test_demo_converts_with_every_sink_and_reads_back(tmp_path):

@@ -21,14 +21,16 @@ from conftest import console_script
 from PIL import Image
 
 from csconv import evalgt
+from csconv.core.panoptic_gt import segment_table
 from csconv.core.errors import CsconvError, InputError
 from csconv.synthetic import generate_dataset
 
 
 def parse(*argv: str):
+    """In-process runs get one worker (the last --workers given counts): no fork of pytest."""
     parser = argparse.ArgumentParser(prog="csconv")
     evalgt.add_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["eval-gt", *argv])
+    return parser.parse_args(["eval-gt", "--workers", "1", *argv])
 
 
 def run_reference(root: Path, splits) -> float:
@@ -116,8 +118,15 @@ def test_output_exercises_crowd_void_and_things(trees):
 def test_named_splits_and_workers(trees, tmp_path):
     raw, reference, _ = trees
     out = tmp_path / "val-only"
-    assert evalgt.run(parse("--cityscapes_root", str(raw), "--output_dir", str(out), "--splits", "val", "--workers", "2")) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["cityscapes_panoptic_val", "cityscapes_panoptic_val.json"]
+    done = subprocess.run(
+        [console_script("csconv"), "eval-gt", "--cityscapes_root", str(raw), "--output_dir", str(out), "--splits", "val",
+         "--workers", "2", "--quiet"],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cityscapes_panoptic_val", "cityscapes_panoptic_val.json", "csconv-prework-manifest.json"
+    ]
     assert_same_output(reference / "gtFine", out, ["val"])
 
 
@@ -158,7 +167,7 @@ def test_split_without_instance_ids_is_an_input_error(trees, tmp_path):
 def test_segment_table_matches_masks():
     rng = np.random.default_rng(0)
     ids = rng.choice(np.array([0, 7, 26001, 26002, 24, 11], dtype=np.uint16), size=(37, 53), p=[.3, .3, .1, .1, .1, .1])
-    table = evalgt.segment_table(ids)
+    table = segment_table(ids)
     assert table["value"].tolist() == np.unique(ids).tolist()
     for i, value in enumerate(table["value"].tolist()):
         ys, xs = np.nonzero(ids == value)

@@ -1,0 +1,38 @@
+"""One frame's prework, in a worker process: read its annotation files, write its outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..core.panoptic_gt import JsonEntries
+from ..core.prework import panoptic_files, polygon_files
+from ..core.sources import read_file
+from ..output import write_file_unsynced
+from .plan import FrameTask
+from .records import file_entry
+
+
+@dataclass(frozen=True)
+class FrameDone:
+    key: str
+    files: dict[str, dict]  # path -> {"bytes", "crc32c"}
+    entries: JsonEntries | None  # in the split JSONs
+
+
+def make_frame(task: FrameTask) -> FrameDone:
+    kinds = {kind for kind, _ in task.outputs}
+    contents, entries = {}, None
+    if task.polygons is not None and any(kind.from_polygons for kind in kinds):
+        contents.update(polygon_files(read_file(task.polygons), str(task.polygons), kinds, task.compress_level))
+    if task.instance_ids is not None and (task.json_kinds or any(not kind.from_polygons for kind in kinds)):
+        panoptic, entries = panoptic_files(
+            read_file(task.instance_ids), str(task.instance_ids), task.instance_ids_name, kinds, task.json_kinds,
+            task.compress_level,
+        )
+        contents.update(panoptic)
+    files = {}
+    for kind, path in task.outputs:
+        data = contents[kind]
+        write_file_unsynced(path, data)
+        files[path] = file_entry(data)
+    return FrameDone(task.key, files, entries)

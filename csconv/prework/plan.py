@@ -1,0 +1,167 @@
+"""What a prework run writes, and where: one task per annotated frame, one JSON per split
+and panoptic kind."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass, field
+
+from ..core.discover import SPLITS
+from ..core.errors import InputError
+from ..core.panoptic_gt import panoptic_png_name, split_names
+from ..core.prework import (
+    INSTANCE_IDS_PATTERN, INSTANCE_IDS_SUFFIX, POLYGONS_PATTERN, POLYGONS_SUFFIX, Kind, is_instance_ids_file,
+    is_polygons_file, label_file_name,
+)
+from ..core.sources import GtFine, Location
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the outputs go. `root` holds the manifest; records name files relative to it."""
+
+    root: str
+    labels_dir: str  # label files go to <labels_dir>/<split>/<city>/, beside the polygons
+    panoptic_dir: str  # the panoptic JSONs and PNG folders
+
+    @classmethod
+    def cityscapes(cls, root: str) -> "Layout":
+        """As cityscapesscripts writes into a Cityscapes root: everything inside gtFine/."""
+        gtfine = os.path.join(root, "gtFine")
+        return cls(root, gtfine, gtfine)
+
+    @classmethod
+    def panoptic_only(cls, folder: str) -> "Layout":
+        """`eval-gt`: the panoptic JSONs and folders straight in `folder`."""
+        return cls(folder, os.path.join(folder, "gtFine"), folder)
+
+    def label_file(self, split: str, city: str, polygons_name: str, kind: Kind) -> str:
+        return os.path.join(self.labels_dir, split, city, label_file_name(polygons_name, kind))
+
+    def panoptic_file(self, split: str, kind: Kind, instance_ids_name: str) -> str:
+        _, folder = split_names(split, kind.train_ids)
+        return os.path.join(self.panoptic_dir, folder, panoptic_png_name(instance_ids_name))
+
+    def panoptic_json(self, split: str, kind: Kind) -> str:
+        name, _ = split_names(split, kind.train_ids)
+        return os.path.join(self.panoptic_dir, name)
+
+    def relative(self, path: str) -> str:
+        return os.path.relpath(path, self.root).replace(os.sep, "/")
+
+
+@dataclass(frozen=True)
+class FrameTask:
+    """One annotated frame: its input files and the outputs to write from them.
+
+    Runs in a worker process, so it pickles and carries everything the work needs.
+    """
+
+    key: str  # <split>/<city>/<name without the _polygons.json or _instanceIds.png suffix>
+    polygons: Location | None
+    instance_ids: Location | None
+    instance_ids_name: str | None
+    outputs: tuple[tuple[Kind, str], ...]  # (kind, path)
+    compress_level: int | None
+    # The panoptic kinds whose split JSON wants this frame's entries back: those of the
+    # run, or (--resume) only those whose JSON is still to be written.
+    json_kinds: tuple[Kind, ...] = ()
+
+
+@dataclass(frozen=True)
+class SplitJson:
+    """One split's panoptic JSON, made from its frames' entries in path order."""
+
+    split: str
+    kind: Kind
+    path: str
+    frame_keys: tuple[str, ...]
+
+    @property
+    def inputs(self) -> str:
+        """A fingerprint of the frame list: a JSON recorded with another list is not this one."""
+        return hashlib.sha256("\n".join(self.frame_keys).encode()).hexdigest()
+
+
+@dataclass
+class Plan:
+    frames: list[FrameTask] = field(default_factory=list)
+    jsons: list[SplitJson] = field(default_factory=list)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> kind -> files
+
+    @property
+    def directories(self) -> set[str]:
+        return {os.path.dirname(path) for path in self.paths()}
+
+    def paths(self) -> list[str]:
+        return [path for task in self.frames for _, path in task.outputs] + [j.path for j in self.jsons]
+
+
+class MissingInputWarning(UserWarning):
+    pass
+
+
+def make_plan(
+    gtfine: GtFine, layout: Layout, kinds, splits: list[str] | None, compress_level: int | None
+) -> Plan:
+    """Every output of `kinds` for `splits` (default: those of train, val, test gtFine holds).
+
+    A named split without the files a kind is made from is an error; by default such a
+    split only warns (the test split of a custom tree may lack instanceIds).
+    """
+    named = splits is not None
+    if not named:
+        splits = [split for split in SPLITS if gtfine.has_split(split)]
+    polygon_kinds = [kind for kind in kinds if kind.from_polygons]
+    panoptic_kinds = [kind for kind in kinds if not kind.from_polygons]
+    plan = Plan()
+    for split in splits:
+        polygons, instance_ids = {}, {}
+        for location, city, name in gtfine.files(split):
+            if is_polygons_file(name):
+                polygons[f"{split}/{city}/{name[: -len(POLYGONS_SUFFIX)]}"] = (location, city, name)
+            elif is_instance_ids_file(name):
+                instance_ids[f"{split}/{city}/{name[: -len(INSTANCE_IDS_SUFFIX)]}"] = (location, city, name)
+        for wanted, found, pattern in ((polygon_kinds, polygons, POLYGONS_PATTERN),
+                                       (panoptic_kinds, instance_ids, INSTANCE_IDS_PATTERN)):
+            if wanted and not found:
+                where = gtfine.base.join(split)
+                if named:
+                    raise InputError(where, f"no {pattern} files for split {split!r}")
+                warnings.warn(f"{where}: no {pattern} files, so no {', '.join(k.value for k in wanted)} "
+                              f"files for split {split!r}", MissingInputWarning, stacklevel=2)
+        counts = {}
+        for key in sorted(polygons.keys() | instance_ids.keys()):
+            outputs = []
+            if key in polygons and polygon_kinds:
+                location, city, name = polygons[key]
+                outputs += [(kind, layout.label_file(split, city, name, kind)) for kind in polygon_kinds]
+            instance = instance_ids.get(key) if panoptic_kinds else None
+            if instance is not None:
+                outputs += [(kind, layout.panoptic_file(split, kind, instance[2])) for kind in panoptic_kinds]
+            if not outputs:
+                continue
+            for kind, _ in outputs:
+                counts[kind.value] = counts.get(kind.value, 0) + 1
+            plan.frames.append(FrameTask(
+                key=key,
+                polygons=polygons[key][0] if key in polygons and polygon_kinds else None,
+                instance_ids=instance[0] if instance else None,
+                instance_ids_name=instance[2] if instance else None,
+                outputs=tuple(outputs),
+                compress_level=compress_level,
+                json_kinds=tuple(panoptic_kinds) if instance is not None else (),
+            ))
+        if instance_ids and panoptic_kinds:
+            keys = tuple(instance_ids)  # in path order, as listed
+            plan.jsons += [SplitJson(split, kind, layout.panoptic_json(split, kind), keys) for kind in panoptic_kinds]
+            counts["json"] = len(panoptic_kinds)
+        if counts:
+            plan.counts[split] = counts
+    if not plan.frames:
+        patterns = [pattern for wanted, pattern in ((polygon_kinds, POLYGONS_PATTERN), (panoptic_kinds, INSTANCE_IDS_PATTERN))
+                    if wanted]
+        raise InputError(gtfine.base, f"no split holds {' or '.join(patterns)} files")
+    return plan

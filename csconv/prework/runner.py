@@ -1,0 +1,210 @@
+"""A prework run: plan, ready the output, make the frames in workers, write the split
+JSONs, sync once, write the manifest.
+
+Failure behaviour, as conversion's: every file appears under its final name only
+complete (written beside it under a hidden temporary name, then renamed); a file this
+run would write that is already there is refused unless --overwrite; --resume keeps
+what the records prove complete (records.py); SIGINT / SIGTERM stop the workers, remove
+the temporary files and raise PreworkInterrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass, field, replace
+
+from .. import workers as worker_pool
+from ..core.errors import CsconvError
+from ..core.panoptic_gt import json_document
+from ..core.sources import open_gtfine
+from ..output import sync_file_system, temp_name, write_file_unsynced
+from ..output_folder import make_output_dir, remove_file
+from ..progress import Progress
+from ..resume import Interrupted, RunInterrupted, output_lock
+from . import records
+from .frames import FrameDone, make_frame
+from .plan import Layout, Plan, make_plan
+from .pool import run_tasks
+
+
+@dataclass
+class PreworkSummary:
+    counts: dict[str, dict[str, int]]  # split -> kind -> files of this run
+    frames: int = 0  # frames made by this run
+    written: int = 0  # files written by this run
+    kept: int = 0  # files an earlier run had completed, kept by --resume
+    bytes: int = 0  # of the files written
+    seconds: float = 0.0
+
+
+class PreworkInterrupted(RunInterrupted):
+    def __str__(self) -> str:
+        name = signal.Signals(self.signum).name
+        return (
+            f"interrupted by {name}: {self.completed} of {self.total} frames complete in {self.output_dir} "
+            "(kept for --resume), temporary files removed"
+        )
+
+
+def prework(
+    cityscapes_root: str,
+    output_root: str | None = None,
+    kinds=None,
+    splits: list[str] | None = None,
+    workers: int = 1,
+    overwrite: bool = False,
+    resume: bool = False,
+    compress_level: int | None = None,
+    show_progress: bool = False,
+    panoptic_only_layout: bool = False,
+) -> PreworkSummary:
+    """Write the cityscapesscripts prework outputs of `kinds` (default: DeepLab2's tree).
+
+    Into the Cityscapes root itself, as cityscapesscripts does, or mirrored under
+    `output_root` (needed when the root holds the zip archives). With
+    `panoptic_only_layout` (eval-gt), the panoptic JSONs and folders go straight into
+    `output_root`.
+    """
+    if overwrite and resume:
+        raise CsconvError("--overwrite and --resume exclude each other")
+    if workers < 1:
+        raise CsconvError("--workers must be at least 1")
+    kinds = tuple(dict.fromkeys(kinds or ()))
+    gtfine = open_gtfine(cityscapes_root)
+    if output_root is None:
+        if gtfine.members is not None:
+            raise CsconvError(
+                f"{gtfine.base.path}: the annotations are read from the archive, so give --output_root "
+                "(cityscapesscripts writes into the unpacked tree)"
+            )
+        output_root = cityscapes_root
+    layout = Layout.panoptic_only(output_root) if panoptic_only_layout else Layout.cityscapes(output_root)
+    plan = make_plan(gtfine, layout, kinds, splits, compress_level)
+    run_fingerprint = records.fingerprint(compress_level)
+
+    make_output_dir(output_root)
+    with output_lock(output_root):
+        for directory in sorted(plan.directories):
+            make_output_dir(directory)
+        existing = _remove_temporaries_and_list(plan)
+        kept = records.Proofs()
+        if resume:
+            kept = _proven(records.read_proofs(output_root, run_fingerprint), plan, layout)
+        elif existing and not overwrite:
+            raise CsconvError(
+                f"{existing[0]}: already exists ({len(existing)} of the {len(plan.paths())} files this run writes "
+                "are there); pass --overwrite to replace them, or --resume to keep those an interrupted run completed"
+            )
+        journal = records.Journal(output_root, run_fingerprint, kept)
+        # From here on the journal describes the folder; a manifest appears again only
+        # when this run has finished.
+        records.remove_manifest(output_root)
+        return _run(plan, layout, kinds, compress_level, journal, kept, workers, show_progress)
+
+
+def _remove_temporaries_and_list(plan: Plan) -> list[str]:
+    """Remove what killed runs left under this run's temporary names; the planned files
+    that already exist, in plan order."""
+    by_directory: dict[str, set[str]] = {}
+    for path in plan.paths():
+        directory, name = os.path.split(path)
+        by_directory.setdefault(directory, set()).add(name)
+    present = set()
+    for directory, names in by_directory.items():
+        temporaries = {temp_name(name) for name in names}
+        for entry in os.listdir(directory):
+            if entry in temporaries:
+                remove_file(os.path.join(directory, entry))
+            elif entry in names:
+                present.add(os.path.join(directory, entry))
+    return [path for path in plan.paths() if path in present]
+
+
+def _proven(proofs: records.Proofs, plan: Plan, layout: Layout) -> records.Proofs:
+    """The records of the planned files that are on disk as recorded, and the frames' JSON entries."""
+    kept = records.Proofs()
+    root = layout.root
+    flavours = {split_json.kind.train_ids for split_json in plan.jsons}
+    for task in plan.frames:
+        for _, path in task.outputs:
+            relative = layout.relative(path)
+            if proofs.proves(root, relative):
+                kept.files[relative] = proofs.files[relative]
+        entries = proofs.entries.get(task.key)
+        if entries is not None and flavours <= entries.annotations.keys():
+            kept.entries[task.key] = entries
+    for split_json in plan.jsons:
+        relative = layout.relative(split_json.path)
+        if proofs.proves(root, relative, split_json.inputs):
+            kept.files[relative] = proofs.files[relative]
+    return kept
+
+
+@dataclass
+class _Progress:
+    """What the run has done so far, as the main process learns it."""
+
+    entries: dict = field(default_factory=dict)  # frame key -> JsonEntries
+    files: dict = field(default_factory=dict)  # relative path -> entry
+    frames_done: int = 0
+    bytes: int = 0
+
+
+def _run(plan, layout, kinds, compress_level, journal, kept, workers, show_progress) -> PreworkSummary:
+    root = layout.root
+    jsons_to_write = [j for j in plan.jsons if layout.relative(j.path) not in kept.files]
+    # A frame's entries are made again if they are not kept; and then for every JSON still
+    # to write, to be journaled whole.
+    json_kinds = tuple(dict.fromkeys(j.kind for j in jsons_to_write))
+    tasks = []
+    for task in plan.frames:
+        outputs = tuple((kind, path) for kind, path in task.outputs if layout.relative(path) not in kept.files)
+        wants_entries = bool(task.json_kinds and json_kinds) and task.key not in kept.entries
+        if outputs or wants_entries:
+            tasks.append(replace(task, outputs=outputs, json_kinds=json_kinds if wants_entries else ()))
+    done = _Progress(entries=dict(kept.entries), files=dict(kept.files))
+    progress = Progress(len(tasks), enabled=show_progress)
+
+    def on_done(result: FrameDone) -> None:
+        files = {layout.relative(path): entry for path, entry in result.files.items()}
+        journal.add(files, result.key if result.entries else None, result.entries)
+        done.files.update(files)
+        done.bytes += sum(entry["bytes"] for entry in files.values())
+        if result.entries is not None:
+            done.entries[result.key] = result.entries
+        done.frames_done += 1
+        progress.advance()
+
+    try:
+        with worker_pool.signals_raise_interrupted():
+            try:
+                run_tasks(make_frame, tasks, workers, on_done, root)
+            finally:
+                progress.close()
+            for split_json in jsons_to_write:
+                data = json_document([done.entries[key] for key in split_json.frame_keys], split_json.kind.train_ids)
+                write_file_unsynced(split_json.path, data)
+                entry = {**records.file_entry(data), "inputs": split_json.inputs}
+                journal.add({layout.relative(split_json.path): entry})
+                done.files[layout.relative(split_json.path)] = entry
+                done.bytes += len(data)
+            sync_file_system(root)
+            # The manifest's rename ends the run: a signal from here on would report a
+            # finished run as interrupted.
+            with worker_pool.signals_ignored():
+                records.write_manifest(root, journal.fingerprint, kinds, compress_level, plan.counts, done.files)
+                journal.remove()
+    except BaseException as error:
+        with worker_pool.signals_ignored():  # a second Ctrl-C must not interrupt the clean-up
+            journal.close()
+            _remove_temporaries_and_list(plan)
+        signalled = worker_pool.take_pending_signal()
+        if isinstance(error, (Interrupted, KeyboardInterrupt)) or signalled is not None:
+            signum = error.signum if isinstance(error, Interrupted) else (signalled or signal.SIGINT)
+            raise PreworkInterrupted(signum, done.frames_done, len(tasks), root) from None
+        if isinstance(error, CsconvError) and done.frames_done:
+            error.add_note(f"{done.frames_done} of {len(tasks)} frames were completed and are kept for --resume")
+        raise
+    written = len(done.files) - len(kept.files)
+    return PreworkSummary(plan.counts, done.frames_done, written, len(kept.files), done.bytes, progress.elapsed)
