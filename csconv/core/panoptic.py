@@ -119,6 +119,11 @@ def panoptic_from_instance_ids(
     lookup = instance_ids_lookup(present, path, treat_crowd_as_ignore, label_divisor)
     table = np.full(65536, IGNORE_LABEL * label_divisor, dtype=np.int32)
     table[np.fromiter(lookup.keys(), dtype=np.intp)] = np.fromiter(lookup.values(), dtype=np.int32)
+    return map_through(table, instance_ids)
+
+
+def map_through(table: np.ndarray, instance_ids: np.ndarray) -> np.ndarray:
+    """table[instance_ids] for an int32 table of 65536 entries, in the C loop where it was built."""
     if _pngunfilter is not None and instance_ids.dtype == np.uint16 and instance_ids.flags.c_contiguous:
         mapped = _pngunfilter.lookup16(table, instance_ids)
         return np.frombuffer(mapped, dtype=np.int32).reshape(instance_ids.shape)

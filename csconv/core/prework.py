@@ -85,10 +85,8 @@ def panoptic_files(
 ) -> tuple[dict[Kind, bytes], JsonEntries | None]:
     """The panoptic PNG of each panoptic kind in `kinds` (none: the PNG is not encoded), and
     the frame's entries in the split JSON of each kind in `json_kinds` (none: None)."""
-    from PIL import Image
-
-    rgb, frame = panoptic_image(instance_ids_png, path, name)
+    image, frame = panoptic_image(instance_ids_png, path, name)
     wanted = [kind for kind in kinds if not kind.from_polygons]
-    encoded = png.encode_label(Image.fromarray(rgb, "RGB"), compress_level) if wanted else b""
+    encoded = png.encode_label(image, compress_level) if wanted else b""
     entries = frame.entries(kind.train_ids for kind in json_kinds) if json_kinds else None
     return {kind: encoded for kind in wanted}, entries
