@@ -458,3 +458,88 @@ def _load_syncfs():
 
 
 _syncfs = _load_syncfs()
+
+
+class AdoptedShardFile:
+    """A shard that a format library writes itself, to a path (Sink.writes_path), with
+    ShardFile's completion surface: final_path, temp_path, size, digests, commit, abort.
+
+    Some libraries (ArrayRecord's riegeli writer) take a file name and open the file
+    themselves, so csconv's blocks and running checksums cannot see the bytes. The
+    library writes the same hidden temporary file a stream would have gone to, so the
+    guarantees are the same: created here, failing as one line where the folder refuses
+    it; renamed into place only by commit(); removed by abort() and by the clean-up of
+    an interrupted run. commit() reads the closed file once for its size and checksums,
+    so the manifest describes exactly the bytes on disk, whatever the library wrote.
+    """
+
+    def __init__(self, directory: str, name: str, sha256: bool = False):
+        self.directory = directory
+        self.final_path = os.path.join(directory, name)
+        self.temp_path = os.path.join(directory, temp_name(name))
+        self.size = 0
+        self.closed = False
+        self._sha256 = sha256
+        self._digests: dict[str, str] = {}
+        try:
+            fd, _ = _open_for_writing(self.temp_path, direct=False)
+        except OSError as error:
+            raise OutputError(f"{self.temp_path}: cannot create the temporary file ({describe_os_error(error)})") from None
+        os.close(fd)
+
+    @property
+    def digests(self) -> dict[str, str]:
+        """Checksums of the committed file, as the manifest records them."""
+        return dict(self._digests)
+
+    def commit(self) -> None:
+        crc, sha256, size = 0, hashlib.sha256() if self._sha256 else None, 0
+        buffer = bytearray(_BLOCK)
+        view = memoryview(buffer)
+        try:
+            # Read and write: Windows flushes only a handle open for writing.
+            with open(self.temp_path, "r+b") as f:
+                while count := f.readinto(buffer):
+                    crc = crc32c(view[:count], crc)
+                    if sha256 is not None:
+                        sha256.update(view[:count])
+                    size += count
+                _sync_data(f.fileno())
+                if hasattr(os, "posix_fadvise"):
+                    os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError as error:
+            # fdatasync can be where a full disk shows (delayed allocation).
+            raise path_writer_error(self.temp_path, describe_os_error(error)) from None
+        self.size = size
+        self._digests = {"crc32c": f"{crc:08x}"}
+        if sha256 is not None:
+            self._digests["sha256"] = sha256.hexdigest()
+        self.closed = True
+        try:
+            os.replace(self.temp_path, self.final_path)
+            sync_directory(self.directory)
+        except OSError as error:
+            raise OutputError(
+                f"{self.final_path}: cannot rename its temporary file into place ({describe_os_error(error)})"
+            ) from None
+
+    def abort(self) -> None:
+        self.closed = True
+        try:
+            os.unlink(self.temp_path)
+        except FileNotFoundError:
+            pass
+
+
+def path_writer_error(temp_path: str, message: str) -> OutputError:
+    """A failure a library writing an AdoptedShardFile reported (a message, not an
+    OSError), as the one line a failed stream write gives, naming the shard."""
+    directory, name = os.path.split(temp_path)
+    if is_temp_name(name):
+        name = name[1 : -len(TEMP_SUFFIX)]
+    shard = os.path.join(directory, name)
+    if any(text in message for text in ("No space left", "File too large", "Disk quota")):
+        return OutputError(
+            f"{shard}: output disk full or file size limit reached ({message}); its temporary file is removed"
+        )
+    return OutputError(f"{shard}: cannot write ({message}); its temporary file is removed")

@@ -17,6 +17,7 @@ BUILTIN_PLUGINS = (
     "csconv.sinks.tfrecord",
     "csconv.sinks.parquet",
     "csconv.sinks.webdataset",
+    "csconv.sinks.arrayrecord",
 )
 
 

@@ -11,7 +11,7 @@ from . import plugins, resume
 from .core.errors import CsconvError, InputError
 from .core.records import ConvertOptions, Frame
 from .core.samples import Annotation, build_sample
-from .output import DIGESTS, OutputError, ShardFile
+from .output import DIGESTS, AdoptedShardFile, OutputError, ShardFile
 
 
 @dataclass(frozen=True)
@@ -75,14 +75,32 @@ class ShardResult:
         )
 
 
+def open_shard(sink, directory: str, name: str, sha256: bool = False):
+    """The shard's temporary file and the sink's writer into it, as (shard, writer).
+
+    A sink whose library opens the file itself (Sink.writes_path) is given the temporary
+    path, which AdoptedShardFile checksums and renames at commit; every other sink
+    writes a ShardFile stream.
+    """
+    if sink.writes_path:
+        shard = AdoptedShardFile(directory, name, sha256=sha256)
+    else:
+        shard = ShardFile(directory, name, sha256=sha256)
+    try:
+        writer = sink.open_path_writer(shard.temp_path) if sink.writes_path else sink.open_writer(shard)
+    except BaseException:
+        shard.abort()
+        raise
+    return shard, writer
+
+
 def write_shard(job: ShardJob, report=None) -> ShardResult:
     """Convert and write one shard. Runs in a worker process; `report(n)` counts frames."""
     sink = plugins.get_sink(job.sink_name)
-    shard = ShardFile(job.output_dir, job.shard_name, sha256=job.sha256)
+    shard, writer = open_shard(sink, job.output_dir, job.shard_name, job.sha256)
     skipped: list[SkippedFrame] = []
     written = 0
     try:
-        writer = sink.open_writer(shard)
         for offset, (frame, annotation) in enumerate(zip(job.frames, job.annotations)):
             try:
                 sample = build_sample(frame, job.options, annotation, job.decode_check)

@@ -251,12 +251,12 @@ def _sample_features(sample: Sample) -> Features:
 def _records(sink: Sink, path: str) -> Iterator[Features | _Unreadable]:
     """The records of a shard as features; a reader's failure ends it with an _Unreadable."""
     try:
-        if isinstance(sink, tfrecord.TFRecordSink):
+        examples = getattr(sink, "serialized_examples", None)  # sinks storing tf.train.Examples (TFRecord, ArrayRecord)
+        if examples is not None:
             # Straight from the Example, not through a Sample: a record with a feature
             # too many or too few is then a difference to name, not a record that fails.
-            with open(path, "rb") as f:
-                for record in tfrecord_format.iter_records(f):
-                    yield tfrecord_format.decode_example(record)
+            for record in examples(path):
+                yield tfrecord_format.decode_example(record)
         else:
             for sample in sink.read_shard(path):
                 yield _sample_features(sample)

@@ -19,6 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 
+from . import plugins
 from .allocator import keep_frame_buffers
 from .core.errors import CsconvError
 from .progress import Progress
@@ -98,7 +99,7 @@ _KILL_WAIT_SECONDS = 10.0
 
 
 def _run_parallel(jobs: list[ShardJob], workers: int, progress: Progress, results: list) -> list[ShardResult]:
-    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    context = multiprocessing.get_context(_start_method(jobs))
     reader, writer = context.Pipe(duplex=False)
     # A signal only sets a flag, acted on between polls: raised in the middle of the
     # executor's own bookkeeping it could leave that unable to stop.
@@ -159,6 +160,14 @@ def _run_parallel(jobs: list[ShardJob], workers: int, progress: Progress, result
         _signal_state.deferred = False
     _raise_if_signalled()
     return results
+
+
+def _start_method(jobs: list[ShardJob]) -> str:
+    if not sys.platform.startswith("linux"):
+        return "spawn"
+    # A format library whose threads a forked child cannot inherit (ArrayRecord's, once
+    # used in this process) gets freshly started workers instead.
+    return "fork" if plugins.get_sink(jobs[0].sink_name).safe_to_fork() else "spawn"
 
 
 def _read_progress(reader, progress: Progress, writing: dict[int, int]) -> None:

@@ -190,17 +190,32 @@ def read_tfrecord(path: Path | str) -> list[dict]:
     """
     import tensorflow as tf
 
+    return parse_examples(serialized.numpy() for serialized in tf.data.TFRecordDataset(str(path)))
+
+
+def parse_examples(serialized_examples) -> list[dict]:
+    """Serialized tf.train.Examples parsed by TensorFlow with DeepLab2's keys, as read_tfrecord gives them."""
+    import tensorflow as tf
+
     spec = deeplab2_feature_spec(tf)
     records = []
-    for serialized in tf.data.TFRecordDataset(str(path)):
+    for serialized in serialized_examples:
         parsed = tf.io.parse_single_example(serialized, spec)
         record = {key: value.numpy() for key, value in parsed.items()}
         for key in ("image/height", "image/width", "image/channels"):
             record[key] = int(record[key])
-        example = tf.train.Example.FromString(serialized.numpy())
+        example = tf.train.Example.FromString(serialized)
         record["keys"] = set(example.features.feature.keys())
         records.append(record)
     return records
+
+
+def sink_param(name: str):
+    """A sink name for pytest.mark.parametrize, skipped where its optional package is missing."""
+    from csconv import plugins
+
+    missing = plugins.sinks()[name].sink_class.missing_requirement()
+    return pytest.param(name, marks=pytest.mark.skipif(missing is not None, reason=missing or ""))
 
 
 def decode_raw_label(label: bytes, height: int, width: int):

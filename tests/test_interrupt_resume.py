@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import sink_param
 from csconv import cli
 from csconv.convert import MANIFEST_NAME
 from csconv.sinks.tfrecord import TFRecordSink
@@ -193,7 +194,7 @@ def test_resume_with_other_options_redoes_everything(dataset, tmp_path):
     assert manifest["options"]["task"] == "semantic"
 
 
-@pytest.mark.parametrize("sink", ["parquet", "webdataset"])
+@pytest.mark.parametrize("sink", [sink_param(name) for name in ("parquet", "webdataset", "arrayrecord")])
 def test_other_sinks_resume_and_keep_going_like_tfrecord(dataset, tmp_path, sink):
     """--resume after a SIGKILL, and --keep_going past a bad frame, for the non-reference sinks."""
     root_src, _, _ = dataset
@@ -203,7 +204,7 @@ def test_other_sinks_resume_and_keep_going_like_tfrecord(dataset, tmp_path, sink
     started = time.monotonic()
     assert run_csconv(root, clean_dir, f"--sink={sink}", "--workers=2").returncode == 0
     clean = snapshot(clean_dir)
-    assert any(name.endswith((".parquet", ".tar")) for name in clean), sorted(clean)
+    assert any(name.endswith((".parquet", ".tar", ".array_record")) for name in clean), sorted(clean)
 
     out = tmp_path / "out"
     process = subprocess.Popen(csconv_command(root, out, f"--sink={sink}", "--workers=2"),

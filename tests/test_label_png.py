@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import console_script, subprocess_env
+from conftest import console_script, sink_param, subprocess_env
 from csconv.convert import MANIFEST_NAME, convert
 from csconv.core.errors import CsconvError
 from csconv.core.records import ConvertOptions, Source, Task
@@ -25,7 +25,7 @@ from csconv.plugins import get_sink
 from csconv.synthetic import generate_dataset
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "cityscapes-real"
-SINKS = ("tfrecord", "parquet", "webdataset")
+SINKS = [sink_param(name) for name in ("tfrecord", "parquet", "webdataset", "arrayrecord")]
 # The real frames are four of train: the missing splits are warned about, as they should be.
 pytestmark = pytest.mark.filterwarnings("ignore:the input holds no '(val|test)' split:UserWarning")
 SEMANTIC = ConvertOptions(task=Task.SEMANTIC)

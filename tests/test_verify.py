@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from conftest import sink_param
 from csconv.convert import convert
 from csconv.verify import compare, format_report, verify
 
@@ -79,7 +80,7 @@ def test_against_finds_no_difference_between_equal_outputs_and_one_in_changed(cl
     ), differences[0]
 
 
-@pytest.fixture(scope="module", params=["parquet", "webdataset"])
+@pytest.fixture(scope="module", params=[sink_param(name) for name in ("parquet", "webdataset", "arrayrecord")])
 def other_sink_output(request, clean_output, tmp_path_factory):
     root, _ = clean_output
     out = tmp_path_factory.mktemp("other") / request.param

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import threading
 from collections.abc import Iterator
 from typing import BinaryIO, ClassVar
 
@@ -26,6 +27,57 @@ class ShardWriter:
         """Finish the format (footers, indexes). The caller closes and commits the file."""
 
 
+class RandomAccessShard:
+    """The samples of one shard by position: what csconv.read() indexes.
+
+    Opened in the process that reads (csconv.read() reopens shards after a fork), and
+    may be read from several threads at once (Grain's prefetch).
+    """
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def get(self, index: int) -> Sample:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class MaterialisedShard(RandomAccessShard):
+    """Every sample of a shard held in memory: random access for a format with no index."""
+
+    def __init__(self, samples: list[Sample]):
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def get(self, index: int) -> Sample:
+        return self.samples[index]
+
+
+_seek_lock = threading.Lock()
+
+
+def read_at(file, offset: int, size: int) -> bytes:
+    """`size` bytes of an open file at `offset`, or fewer at its end, without using the
+    file position, which other threads reading the same file share."""
+    if not hasattr(os, "pread"):  # Windows
+        with _seek_lock:
+            file.seek(offset)
+            return file.read(size)
+    parts = []
+    while size > 0:
+        part = os.pread(file.fileno(), size, offset)
+        if not part:
+            break
+        parts.append(part)
+        offset += len(part)
+        size -= len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 class Sink:
     """An output format.
 
@@ -40,6 +92,10 @@ class Sink:
     # (importable module, csconv extra that installs it) for optional packages the
     # sink imports on first use, so a missing one only disables this sink.
     requires: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # True for a format whose library opens the file itself, by name: csconv then calls
+    # open_path_writer() with the shard's hidden temporary path instead of open_writer(),
+    # and checksums and renames the file the library closed (output.AdoptedShardFile).
+    writes_path: ClassVar[bool] = False
 
     @classmethod
     def missing_requirement(cls) -> str | None:
@@ -63,6 +119,22 @@ class Sink:
     def open_writer(self, stream: BinaryIO) -> ShardWriter:
         raise NotImplementedError
 
+    def safe_to_fork(self) -> bool:
+        """Whether this process may fork the workers that write this format.
+
+        A format whose library keeps threads a forked child cannot inherit says False
+        once the library has been used in this process; its workers are then started
+        afresh (spawn), which costs a second or two.
+        """
+        return True
+
+    def open_path_writer(self, path: str) -> ShardWriter:
+        """For a sink with ``writes_path``: a writer creating the file at `path` itself.
+
+        `path` is a temporary name; csconv renames the file into place after close().
+        """
+        raise NotImplementedError
+
     def refuses(self, sample: Sample) -> str | None:
         """Why this format cannot hold `sample`, or None.
 
@@ -75,6 +147,14 @@ class Sink:
     def read_shard(self, path: str) -> Iterator[Sample]:
         """The samples of one shard, as written: the reading side used by verify and tests."""
         raise NotImplementedError
+
+    def open_random_access(self, path: str) -> RandomAccessShard:
+        """The samples of one shard by position (csconv.read()).
+
+        This default reads the whole shard into memory; a format that can find one
+        record without reading the others should override it.
+        """
+        return MaterialisedShard(list(self.read_shard(path)))
 
 
 # Values no real shard name holds, so where shard_name() puts each one is unambiguous.

@@ -9,7 +9,9 @@ the panoptic task ('raw'), a PNG for the semantic task ('png'), null on test.
 
 from __future__ import annotations
 
+import bisect
 import json
+import threading
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import BinaryIO
@@ -18,7 +20,7 @@ import numpy as np
 
 from ..core.records import Sample
 from ..hookspecs import hookimpl
-from .base import ShardWriter, Sink, split_of_shard
+from .base import RandomAccessShard, ShardWriter, Sink, split_of_shard
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 
@@ -159,6 +161,40 @@ def sample_from_row(row: dict, split: str) -> Sample:
     )
 
 
+class ParquetShard(RandomAccessShard):
+    """Random access by row group: the group holding a row is read whole (the smallest
+    unit Parquet decodes), and kept for the rows after it."""
+
+    def __init__(self, path: str):
+        import pyarrow.parquet as pq
+
+        self.split = split_of_shard(path)
+        self.file = pq.ParquetFile(path)
+        self.starts = [0]
+        for group in range(self.file.num_row_groups):
+            self.starts.append(self.starts[-1] + self.file.metadata.row_group(group).num_rows)
+        self.lock = threading.Lock()  # a ParquetFile is not safe to read from two threads
+        self.cached: tuple[int, object] = (-1, None)
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def get(self, index: int) -> Sample:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        group = bisect.bisect_right(self.starts, index) - 1
+        with self.lock:
+            cached_group, table = self.cached
+            if cached_group != group:
+                table = self.file.read_row_group(group)
+                self.cached = (group, table)
+        row = table.slice(index - self.starts[group], 1).to_pylist()[0]
+        return sample_from_row(row, self.split)
+
+    def close(self) -> None:
+        self.file.close()
+
+
 class ParquetSink(Sink):
     name = "parquet"
     description = "Parquet shards (pyarrow; Hugging Face datasets Image layout), zstd-compressed labels"
@@ -178,6 +214,9 @@ class ParquetSink(Sink):
             for group in range(parquet_file.num_row_groups):
                 for row in parquet_file.read_row_group(group).to_pylist():
                     yield sample_from_row(row, split)
+
+    def open_random_access(self, path: str) -> RandomAccessShard:
+        return ParquetShard(path)
 
 
 @hookimpl

@@ -10,7 +10,7 @@ import numpy as np
 from ..core.records import Sample
 from ..hookspecs import hookimpl
 from . import tfrecord_format
-from .base import ShardWriter, Sink, split_of_shard
+from .base import RandomAccessShard, ShardWriter, Sink, read_at, split_of_shard
 
 # DeepLab2's feature keys (deeplab2/common.py).
 KEY_IMAGE = "image/encoded"
@@ -104,6 +104,30 @@ class TFRecordWriter(ShardWriter):
         self.stream.write(footer)
 
 
+class TFRecordShard(RandomAccessShard):
+    """Random access by the records' offsets, found once by hopping from header to header."""
+
+    def __init__(self, path: str):
+        self.split = split_of_shard(path)
+        self.file = open(path, "rb")
+        try:
+            self.index = tfrecord_format.index_records(self.file)
+        except BaseException:
+            self.file.close()
+            raise
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def get(self, index: int) -> Sample:
+        offset, length = self.index[index]
+        framed = read_at(self.file, offset + 12, length + 4)
+        return sample_from_example(tfrecord_format.check_record(framed, index, offset), self.split)
+
+    def close(self) -> None:
+        self.file.close()
+
+
 class TFRecordSink(Sink):
     name = "tfrecord"
     description = "DeepLab2's sharded TFRecords of tf.train.Example (the reference)"
@@ -114,11 +138,18 @@ class TFRecordSink(Sink):
     def open_writer(self, stream: BinaryIO) -> ShardWriter:
         return TFRecordWriter(stream)
 
+    def serialized_examples(self, path: str) -> Iterator[bytes]:
+        """The serialized tf.train.Examples of a shard, in order (verify compares their features)."""
+        with open(path, "rb") as f:
+            yield from tfrecord_format.iter_records(f)
+
     def read_shard(self, path: str) -> Iterator[Sample]:
         split = split_of_shard(path)
-        with open(path, "rb") as f:
-            for record in tfrecord_format.iter_records(f):
-                yield sample_from_example(record, split)
+        for record in self.serialized_examples(path):
+            yield sample_from_example(record, split)
+
+    def open_random_access(self, path: str) -> RandomAccessShard:
+        return TFRecordShard(path)
 
 
 @hookimpl

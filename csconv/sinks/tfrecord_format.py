@@ -79,6 +79,38 @@ def iter_records(stream: BinaryIO, check_crc: bool = True) -> Iterator[bytes]:
         offset += 16 + length
 
 
+def index_records(stream: BinaryIO) -> list[tuple[int, int]]:
+    """(offset, data length) of every record, for random access: only the 12-byte
+    headers are read (their CRCs checked), the data is skipped."""
+    index: list[tuple[int, int]] = []
+    offset = 0
+    size = stream.seek(0, 2)
+    while offset < size:
+        stream.seek(offset)
+        header = stream.read(12)
+        if len(header) < 12:
+            raise RecordError(len(index), offset, "truncated length header")
+        if masked_crc32c(header[:8]) != struct.unpack("<I", header[8:])[0]:
+            raise RecordError(len(index), offset, "length CRC mismatch")
+        (length,) = struct.unpack("<Q", header[:8])
+        if offset + 16 + length > size:
+            raise RecordError(len(index), offset, "truncated record")
+        index.append((offset, length))
+        offset += 16 + length
+    return index
+
+
+def check_record(framed: Buffer, index: int, offset: int) -> memoryview:
+    """The data of one record read at an index_records() position (data and its CRC)."""
+    view = memoryview(framed)
+    if len(view) < 4:
+        raise RecordError(index, offset, "truncated record")
+    data = view[:-4]
+    if masked_crc32c(data) != struct.unpack("<I", view[-4:])[0]:
+        raise RecordError(index, offset, "data CRC mismatch")
+    return data
+
+
 # --- protobuf: just what tf.train.Example needs -------------------------------------
 
 def _varint(value: int) -> bytes:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..core.records import Sample
 from ..hookspecs import hookimpl
-from .base import ShardWriter, Sink, split_of_shard
+from .base import RandomAccessShard, ShardWriter, Sink, read_at, split_of_shard
 
 PANOPTIC_KEY = "panoptic.npy"
 SEMANTIC_KEY = "semantic.png"
@@ -117,6 +117,42 @@ def sample_from_wds(item: dict, split: str) -> Sample:
     )
 
 
+class TarShard(RandomAccessShard):
+    """Random access by the tar members' data offsets, listed once from their headers and
+    grouped into samples by key as webdataset groups them."""
+
+    def __init__(self, path: str):
+        import tarfile
+
+        from webdataset import autodecode, tariterators
+
+        self.path, self.split = path, split_of_shard(path)
+        self.decode = autodecode.Decoder([])  # as read_shard: png stays bytes, npy and json decode
+        self.members: list[tuple[str, list[tuple[str, int, int]]]] = []  # key -> (suffix, offset, size)
+        with tarfile.open(path) as tar:
+            for member in tar:
+                key, suffix = tariterators.base_plus_ext(member.name)
+                if not member.isfile() or key is None:
+                    continue
+                if not self.members or self.members[-1][0] != key:
+                    self.members.append((key, []))
+                self.members[-1][1].append((suffix.lower(), member.offset_data, member.size))
+        self.file = open(path, "rb")
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def get(self, index: int) -> Sample:
+        key, parts = self.members[index]
+        item = {"__key__": key, "__url__": self.path}
+        for suffix, offset, size in parts:
+            item[suffix] = read_at(self.file, offset, size)
+        return sample_from_wds(self.decode(item), self.split)
+
+    def close(self) -> None:
+        self.file.close()
+
+
 class WebDatasetSink(Sink):
     name = "webdataset"
     description = "WebDataset tar shards (png image, panoptic.npy or semantic.png label, json metadata)"
@@ -143,6 +179,9 @@ class WebDatasetSink(Sink):
             members = tariterators.tar_file_expander([{"url": path, "stream": stream}])
             for item in tariterators.group_by_keys(members):
                 yield sample_from_wds(decode(item), split)
+
+    def open_random_access(self, path: str) -> RandomAccessShard:
+        return TarShard(path)
 
 
 @hookimpl
