@@ -317,6 +317,9 @@ def run_timed(argv: list[str], log_prefix: str, env: dict | None = None) -> tupl
 
 # Semantic labels are the reference's PNG bytes by default; this flag trades them for speed.
 FAST_PNG = ("--png_compress_level", "1")
+# Not a flag: the output folder is on a tmpfs (/dev/shm), so the disk's pace is left out.
+IN_MEMORY = ("tmpfs",)
+IN_MEMORY_LABEL = "output on tmpfs"
 
 
 def csconv_argv(root: str, output_dir: str, panoptic: bool, workers: int, extra=()) -> list[str]:
@@ -341,7 +344,8 @@ def shard_hashes(directory: str) -> dict[str, str]:
     return hashes
 
 
-def bench_csconv(root, scratch, sizes, panoptic: bool, workers_list: list[int], repeat: int) -> tuple[list[Measurement], bool]:
+def bench_csconv(root, scratch, sizes, panoptic: bool, workers_list: list[int], repeat: int,
+                 memory_scratch: str | None = None) -> tuple[list[Measurement], bool]:
     """`repeat` runs per worker count, interleaved (1, 2, 1, 2, ...) so that a drift of
     the machine's speed during the benchmark does not favour one worker count; returns
     the median run of each and whether all outputs agree.
@@ -349,25 +353,29 @@ def bench_csconv(root, scratch, sizes, panoptic: bool, workers_list: list[int], 
     For the panoptic task "disk alone" takes its turn too: the panoptic output's
     bytes, written by bench/disk.py in as many streams as the largest worker count.
     For the semantic task, a run with --png_compress_level 1 at the largest worker
-    count takes its turn: the speed users trade the reference's label bytes for.
+    count takes its turn: the speed users trade the reference's label bytes for. For
+    the panoptic task with `memory_scratch` (a tmpfs), a run at the largest worker count
+    writes there: the conversion's own pace, which the disk hides when it is slow.
 
     Every output is kept until the last run of this task is done, then hashed and deleted.
     """
     task = "panoptic" if panoptic else "semantic"
     variants = [(workers, ()) for workers in workers_list]
+    outputs = {(workers, ()): os.path.join(scratch, f"csconv-{task}-w{workers}") for workers in workers_list}
     if not panoptic:
         variants.append((max(workers_list), FAST_PNG))
+        outputs[variants[-1]] = os.path.join(scratch, f"csconv-{task}-w{max(workers_list)}-fast")
+    elif memory_scratch is not None:
+        variants.append((max(workers_list), IN_MEMORY))
+        outputs[variants[-1]] = os.path.join(memory_scratch, f"csconv-{task}-w{max(workers_list)}")
     runs: dict[tuple, list] = {variant: [] for variant in variants}
-    outputs = {
-        (workers, extra): os.path.join(scratch, f"csconv-{task}-w{workers}{'-fast' if extra else ''}")
-        for workers, extra in variants
-    }
     disk_runs, disk_output, disk_bytes, streams = [], os.path.join(scratch, "disk"), 0, max(workers_list)
     for _ in range(repeat):
         for workers, extra in variants:
             output = outputs[workers, extra]
             fresh_start(root, output)
-            runs[workers, extra].append(run_timed(csconv_argv(root, output, panoptic, workers, extra), output))
+            flags = () if extra == IN_MEMORY else extra
+            runs[workers, extra].append(run_timed(csconv_argv(root, output, panoptic, workers, flags), output))
         if panoptic:
             disk_bytes = folder_bytes(outputs[workers_list[-1], ()])
             fresh_start(root, disk_output)
@@ -376,8 +384,12 @@ def bench_csconv(root, scratch, sizes, panoptic: bool, workers_list: list[int], 
     measurements = []
     for workers, extra in variants:
         wall, cpu, peak, _ = median_run(runs[workers, extra])
-        shown = shlex.join(csconv_argv("R", "O", panoptic, workers, extra)).replace(sys.executable, "python")
-        label = f"csconv {task}{' ' + ' '.join(extra) if extra else ''}, {workers} worker(s)"
+        if extra == IN_MEMORY:
+            shown = shlex.join(csconv_argv("R", "/dev/shm/O", panoptic, workers)).replace(sys.executable, "python")
+            label = f"csconv {task}, {workers} worker(s), {IN_MEMORY_LABEL}"
+        else:
+            shown = shlex.join(csconv_argv("R", "O", panoptic, workers, extra)).replace(sys.executable, "python")
+            label = f"csconv {task}{' ' + ' '.join(extra) if extra else ''}, {workers} worker(s)"
         measurement = Measurement(label, shown, sum(sizes.values()), sizes["train"] + sizes["val"], wall, cpu, peak)
         measurement.output_bytes = folder_bytes(outputs[workers, extra])
         measurements.append(measurement)
@@ -416,26 +428,105 @@ def count_after(text: str, marker: str) -> int:
     return total
 
 
-def bench_prework(root, scratch, sizes, module: str, shown: str, count_marker: str) -> Measurement:
-    """A cityscapesscripts script on a fresh copy of gtFine (they write next to their inputs).
+@dataclass(frozen=True)
+class ReferenceTool:
+    name: str  # the row's name
+    module: str  # run as `python -m <module>`
+    shown: str  # the console script command line it stands for
+    count_marker: str  # in its output, followed by the number of frames it processes
 
-    Both scripts walk every split they find, test included (csCreatePanopticImgs defaults
+
+def bench_reference_tools(root, scratch, sizes, tools: list[ReferenceTool]) -> tuple[list[Measurement], dict[str, str]]:
+    """cityscapesscripts scripts back to back on one fresh copy of gtFine (they write next
+    to their inputs); each timed alone. Returns their rows and the SHA-256 of every file
+    they wrote, by path relative to the copy (gtFine/...).
+
+    The scripts walk every split they find, test included (csCreatePanopticImgs defaults
     to --set-names val train test; csCreateTrainIdLabelImgs globs gtFine/*/*/), so the
     number of frames is read from their own output rather than assumed.
     """
     copy_root = os.path.join(scratch, "prework-root")
     shutil.rmtree(copy_root, ignore_errors=True)
     shutil.copytree(os.path.join(root, "gtFine"), os.path.join(copy_root, "gtFine"))
+    inputs = set(relative_paths(copy_root))
     env = dict(os.environ, CITYSCAPES_DATASET=copy_root)
-    argv = [sys.executable, "-m", module] + shown.split()[1:]
-    warm_page_cache(copy_root)
-    wall, cpu, peak, stdout = run_timed(argv, os.path.join(scratch, module.rsplit(".", 1)[-1]), env)
+    measurements = []
+    for tool in tools:
+        argv = [sys.executable, "-m", tool.module] + tool.shown.split()[1:]
+        warm_page_cache(copy_root)
+        wall, cpu, peak, stdout = run_timed(argv, os.path.join(scratch, tool.module.rsplit(".", 1)[-1]), env)
+        frames = count_after(stdout, tool.count_marker)
+        if frames == 0:
+            raise SystemExit(f"bench: could not read how many frames {tool.shown} processed from:\n{stdout[-2000:]}")
+        measurements.append(Measurement(tool.name, f"CITYSCAPES_DATASET=R {tool.shown}", frames,
+                                        sizes["train"] + sizes["val"], wall, cpu, peak))
+    written = tree_hashes(copy_root, skip=inputs)
     shutil.rmtree(copy_root)
-    frames = count_after(stdout, count_marker)
-    if frames == 0:
-        raise SystemExit(f"bench: could not read how many frames {shown} processed from:\n{stdout[-2000:]}")
-    return Measurement(shown.split()[0], f"CITYSCAPES_DATASET=R {shown}", frames,
-                       sizes["train"] + sizes["val"], wall, cpu, peak)
+    return measurements, written
+
+
+def relative_paths(directory: str) -> list[str]:
+    return [os.path.relpath(os.path.join(folder, name), directory)
+            for folder, _, names in os.walk(directory) for name in names]
+
+
+def tree_hashes(directory: str, skip=()) -> dict[str, str]:
+    """SHA-256 of every file under directory but those in `skip`, by relative path."""
+    hashes = {}
+    for relative in relative_paths(directory):
+        if relative not in skip:
+            with open(os.path.join(directory, relative), "rb") as f:
+                hashes[relative] = hashlib.sha256(f.read()).hexdigest()
+    return hashes
+
+
+# -- csconv prework ---------------------------------------------------------------------
+
+PREWORK_FLOOR_SCRIPT = os.path.join(REPO, "bench", "prework_floor.py")
+PREWORK_FLOOR = "prework floor (bench/prework_floor.py)"
+PREWORK_CHAIN = "cityscapesscripts prework chain: the three above, times summed"
+PREWORK_MANIFEST = "csconv-prework-manifest.json"
+PREWORK_ORIGINAL_IDS = "csCreatePanopticImgs (original ids)"
+PREWORK_AS_REFERENCE = "prework vs cityscapesscripts"
+
+
+def prework_argv(root: str, output: str, workers: int) -> list[str]:
+    return [sys.executable, "-m", "csconv", "prework", "--cityscapes_root", root, "--output_root", output,
+            "--workers", str(workers), "--overwrite", "--quiet"]
+
+
+def bench_csconv_prework(root, scratch, sizes, workers_list: list[int], repeat: int) -> tuple[list[Measurement], dict]:
+    """`csconv prework` (default --make) into a scratch --output_root, `repeat` runs per
+    worker count, interleaved; then the floor. Returns the rows and each worker count's
+    output hashes (manifest left out)."""
+    outputs = {workers: os.path.join(scratch, f"csconv-prework-w{workers}") for workers in workers_list}
+    runs: dict[int, list] = {workers: [] for workers in workers_list}
+    for _ in range(repeat):
+        for workers, output in outputs.items():
+            fresh_start(root, output)
+            runs[workers].append(run_timed(prework_argv(root, output, workers), output))
+    frames, labelled = sum(sizes.values()), sizes["train"] + sizes["val"]
+    measurements, hashes = [], {}
+    for workers, output in outputs.items():
+        wall, cpu, peak, _ = median_run(runs[workers])
+        shown = shlex.join(prework_argv("R", "O", workers)).replace(sys.executable, "python")
+        measurements.append(Measurement(f"csconv prework, {workers} worker(s)", shown, frames, labelled, wall, cpu, peak))
+        hashes[workers] = tree_hashes(output, skip=(PREWORK_MANIFEST,))
+        shutil.rmtree(output)
+
+    floor_output = os.path.join(scratch, "prework-floor")
+    argv = [sys.executable, PREWORK_FLOOR_SCRIPT, root, floor_output]
+    wall, cpu, peak, _ = run_repeated(argv, floor_output, repeat, before=lambda: fresh_start(root, floor_output))
+    shutil.rmtree(floor_output)
+    measurements.append(Measurement(PREWORK_FLOOR, "python bench/prework_floor.py R O", frames, labelled, wall, cpu, peak))
+    return measurements, hashes
+
+
+def chain_measurement(tools: list[Measurement]) -> Measurement:
+    """The three reference tools as one contender: what a user waits for before DeepLab2."""
+    return Measurement(PREWORK_CHAIN, "the three commands above, one after the other", tools[0].frames,
+                       tools[0].labelled, sum(m.wall for m in tools), sum(m.cpu for m in tools),
+                       max(m.peak_bytes for m in tools))
 
 
 # -- targets ----------------------------------------------------------------------------
@@ -456,6 +547,7 @@ def by_name(measurements: list[Measurement], name: str) -> Measurement | None:
 def evaluate_targets(ms: list[Measurement], identical: dict[str, bool]) -> list[Target]:
     pan1 = by_name(ms, "csconv panoptic, 1 worker(s)")
     pan2 = by_name(ms, "csconv panoptic, 2 worker(s)")
+    pan2_memory = by_name(ms, f"csconv panoptic, 2 worker(s), {IN_MEMORY_LABEL}")
     sem1 = by_name(ms, "csconv semantic, 1 worker(s)")
     sem2 = by_name(ms, "csconv semantic, 2 worker(s)")
     disk = by_name(ms, DISK_ALONE)
@@ -474,6 +566,11 @@ def evaluate_targets(ms: list[Measurement], identical: dict[str, bool]) -> list[
     def speedup_pan():
         x = cs_pan.wall_ms_per_labelled / pan2.wall_ms_per_labelled
         return x, f"{x:.1f}x ({cs_pan.wall_ms_per_labelled:.0f} vs {pan2.wall_ms_per_labelled:.1f} ms/labelled frame)", x >= 20
+
+    def speedup_pan_memory():
+        x = cs_pan.wall_ms_per_labelled / pan2_memory.wall_ms_per_labelled
+        return x, (f"{x:.1f}x ({cs_pan.wall_ms_per_labelled:.0f} vs {pan2_memory.wall_ms_per_labelled:.1f} "
+                   "ms/labelled frame)"), x >= 20
 
     def pan2_per_labelled():
         v = pan2.wall_ms_per_labelled
@@ -510,6 +607,8 @@ def evaluate_targets(ms: list[Measurement], identical: dict[str, bool]) -> list[
         return peak, f"{peak:.0f} MiB (max of panoptic and semantic at 2 workers)", peak < 1024
 
     add("csconv panoptic (2 workers) vs csCreatePanopticImgs, per labelled frame", ">= 20x faster", [pan2, cs_pan], speedup_pan)
+    add("the same, csconv's output on tmpfs (the conversion without the output disk's pace)", ">= 20x faster",
+        [pan2_memory, cs_pan], speedup_pan_memory)
     add("csconv panoptic wall per labelled frame, 2 workers", "< 13 ms", [pan2], pan2_per_labelled)
     add("csconv semantic (2 workers) vs csCreateTrainIdLabelImgs, per labelled frame", ">= 1.25x faster", [sem2, cs_sem], speedup_sem)
     add("csconv panoptic 1 worker vs floor, CPU per frame", "<= 2.0x", [pan1, floor], vs_floor)
@@ -517,9 +616,36 @@ def evaluate_targets(ms: list[Measurement], identical: dict[str, bool]) -> list[
     add("csconv semantic throughput, 2 workers vs 1 (output 4x smaller: not disk-bound)", ">= 1.7x", [sem1, sem2],
         scaling_semantic)
     add("csconv peak memory (sum of RSS of the tree), 2 workers", "< 1024 MiB", [pan2 or sem2], memory)
+    if by_name(ms, PREWORK_CHAIN) is not None:
+        targets += prework_targets(ms)
     for task, same in identical.items():
         text = "identical" if same else "DIFFERENT"
-        targets.append(Target(f"csconv {task} output bytes, all worker counts", text, "SHA-256 of every output file equal", same))
+        if task == PREWORK_AS_REFERENCE:
+            targets.append(Target("csconv prework files vs the cityscapesscripts chain's", text,
+                                  "the same files, SHA-256 of each equal", same))
+        else:
+            targets.append(Target(f"csconv {task} output bytes, all worker counts", text,
+                                  "SHA-256 of every output file equal", same))
+    return targets
+
+
+def prework_targets(ms: list[Measurement]) -> list[Target]:
+    pw1, pw2 = by_name(ms, "csconv prework, 1 worker(s)"), by_name(ms, "csconv prework, 2 worker(s)")
+    chain, floor = by_name(ms, PREWORK_CHAIN), by_name(ms, PREWORK_FLOOR)
+    targets = []
+    if pw2 is not None:
+        x = chain.wall_ms_per_frame / pw2.wall_ms_per_frame
+        text = f"{x:.1f}x ({chain.wall_ms_per_frame:.0f} vs {pw2.wall_ms_per_frame:.1f} ms/frame)"
+        targets.append(Target("csconv prework (2 workers) vs the cityscapesscripts chain, wall per frame", text,
+                              ">= 5x faster", x >= 5))
+        peak = pw2.peak_bytes / MIB
+        targets.append(Target("csconv prework peak memory (sum of RSS of the tree), 2 workers", f"{peak:.0f} MiB",
+                              "< 1024 MiB", peak < 1024))
+    if pw1 is not None:
+        x = pw1.cpu_ms_per_frame / floor.cpu_ms_per_frame
+        text = (f"CPU {x:.2f}x ({pw1.cpu_ms_per_frame:.1f} vs {floor.cpu_ms_per_frame:.1f} ms/frame); "
+                f"wall {pw1.wall_ms_per_frame / floor.wall_ms_per_frame:.2f}x")
+        targets.append(Target("csconv prework 1 worker vs prework floor, CPU per frame", text, "<= 1.5x", x <= 1.5))
     return targets
 
 
@@ -591,20 +717,45 @@ class Section:
     targets: list[Target]
 
 
-def run_section(root: str, sizes: dict[str, int], args, scratch: str) -> tuple[list[Measurement], list[Target]]:
+def memory_folder() -> str | None:
+    """A scratch folder on /dev/shm when it is a tmpfs with room for a large output, else None."""
+    if not os.path.isdir("/dev/shm"):
+        return None
+    stat = os.statvfs("/dev/shm")
+    if stat.f_bavail * stat.f_frsize < 8 << 30:
+        return None
+    return tempfile.mkdtemp(prefix="csconv-bench-", dir="/dev/shm")
+
+
+def run_section(root: str, sizes: dict[str, int], args, scratch: str,
+                memory_scratch: str | None = None) -> tuple[list[Measurement], list[Target]]:
     ms = [bench_floor(root, scratch, sizes, args.repeat)]
     identical = {}
     for panoptic in (True, False):
-        runs, same = bench_csconv(root, scratch, sizes, panoptic, args.workers, args.repeat)
+        runs, same = bench_csconv(root, scratch, sizes, panoptic, args.workers, args.repeat, memory_scratch)
         ms += runs
         identical["panoptic" if panoptic else "semantic"] = same
-    panoptic_prework = "csCreatePanopticImgs --use-train-id"
-    if "test" not in sizes:  # it stops (exit 255) on a split it finds no instanceIds in
-        panoptic_prework += " --set-names " + " ".join(sizes)
-    ms.append(bench_prework(root, scratch, sizes, "cityscapesscripts.preparation.createPanopticImgs",
-                            panoptic_prework, "Converting "))
-    ms.append(bench_prework(root, scratch, sizes, "cityscapesscripts.preparation.createTrainIdLabelImgs",
-                            "csCreateTrainIdLabelImgs", "Processing "))
+    # csCreatePanopticImgs stops (exit 255) on a split it finds no instanceIds in.
+    set_names = "" if "test" in sizes else " --set-names " + " ".join(sizes)
+    panoptic_module = "cityscapesscripts.preparation.createPanopticImgs"
+    tools = [
+        ReferenceTool("csCreateTrainIdLabelImgs", "cityscapesscripts.preparation.createTrainIdLabelImgs",
+                      "csCreateTrainIdLabelImgs", "Processing "),
+        ReferenceTool("csCreatePanopticImgs", panoptic_module, "csCreatePanopticImgs --use-train-id" + set_names,
+                      "Converting "),
+    ]
+    if args.prework:
+        tools.append(ReferenceTool(PREWORK_ORIGINAL_IDS, panoptic_module, "csCreatePanopticImgs" + set_names,
+                                   "Converting "))
+    reference_runs, reference_files = bench_reference_tools(root, scratch, sizes, tools)
+    ms += reference_runs
+    if args.prework:
+        ms.append(chain_measurement(reference_runs))
+        runs, hashes = bench_csconv_prework(root, scratch, sizes, args.workers, args.repeat)
+        ms += runs
+        first = hashes[args.workers[0]]
+        identical["prework"] = bool(first) and all(h == first for h in hashes.values())
+        identical[PREWORK_AS_REFERENCE] = first == reference_files
     return ms, evaluate_targets(ms, identical)
 
 
@@ -674,11 +825,24 @@ def report(args, sections: list[Section], load_at_start) -> str:
         "runs. It shows how close a run is to the pace of the disk, which limits how much a second "
         "worker can add. It is a reference, not a strict bound: this VM's disk varies by tens of "
         "percent from one run to the next.",
+        "- \"Output on tmpfs\": the same panoptic run at the largest worker count, writing to /dev/shm, in "
+        "turn with the others. It is the conversion's own pace: when the output disk is slow (this VM's disk "
+        "has measured from 0.4 to 1.8 GB/s across sessions), writing 8 MiB of raw label per frame sets the "
+        "pace of the disk row instead. Users with fast disks see the tmpfs figure; DeepLab2's format "
+        "leaves no way to write fewer bytes.",
         "- Before timing, csconv's modules are byte-compiled (`compileall`), as a regular `pip install` does.",
         "- The floor (bench/floor.py) does only the unavoidable work of the panoptic conversion in one process: read each "
         "image and its PNG header; for labelled frames read, decode (imagecodecs' libpng) and table-map the "
         "16-bit instanceIds PNG; "
         "CRC32C the output bytes; write them to one file in 8 MiB O_DIRECT writes, as csconv does.",
+        "- `csconv prework` (default --make: labelTrainIds, panoptic_trainId, panoptic) writes under a scratch "
+        "--output_root; the cityscapesscripts chain is csCreateTrainIdLabelImgs, csCreatePanopticImgs --use-train-id "
+        "and csCreatePanopticImgs run one after the other on one copy of gtFine/, each timed alone; the chain's row "
+        "sums them (peak memory: the largest). Every file csconv wrote is compared with the chain's, by SHA-256. "
+        "The prework floor (bench/prework_floor.py) does only the unavoidable work in one process: parse each "
+        "polygons JSON and draw its polygons with Pillow, decode each instanceIds PNG and table-map it to the "
+        "panoptic colours, save every output PNG with Pillow's default settings (the panoptic one twice), and a "
+        "JSON of segment areas per split.",
         "",
         "Commands (R = the Cityscapes root of the section, O = a scratch folder on the same disk):",
         "",
@@ -706,6 +870,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="frames made from the real ones in --real-source, train and val (default 140; 0: skip)")
     parser.add_argument("--real-source", default=REAL_SOURCE,
                         help="real Cityscapes frames to copy (default ../shared/cityscapes-real beside the repository)")
+    parser.add_argument("--prework", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time `csconv prework` against the three cityscapesscripts tools it replaces "
+                        "and bench/prework_floor.py (default on)")
     parser.add_argument("--width", type=int, default=2048)
     parser.add_argument("--height", type=int, default=1024)
     args = parser.parse_args(argv)
@@ -750,14 +917,17 @@ def main(argv: list[str]) -> int:
     compileall.compile_dir(os.path.join(REPO, "csconv"), quiet=1)
     # Scratch output next to the cache: same disk, and never inside the cached tree.
     scratch = tempfile.mkdtemp(prefix="bench-run-", dir=os.path.dirname(args.cache))
+    memory_scratch = memory_folder()
     sections = []
     try:
         for title, root, set_sizes, description in data_sets:
             print(f"bench: {title.lower()} ({root})")
-            ms, targets = run_section(root, set_sizes, args, scratch)
+            ms, targets = run_section(root, set_sizes, args, scratch, memory_scratch)
             sections.append(Section(title, description, set_sizes, ms, targets))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if memory_scratch is not None:
+            shutil.rmtree(memory_scratch, ignore_errors=True)
     text = report(args, sections, load_at_start)
     with open(args.out, "w") as f:
         f.write(text)

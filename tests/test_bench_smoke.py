@@ -19,11 +19,17 @@ CONTENDERS = (
     "csconv panoptic, 1 worker(s)",
     "csconv panoptic, 2 worker(s)",
     "disk alone: the panoptic output bytes, nothing else (bench/disk.py)",
+    "csconv panoptic, 2 worker(s), output on tmpfs",
     "csconv semantic, 1 worker(s)",
     "csconv semantic, 2 worker(s)",
     "csconv semantic --png_compress_level 1, 2 worker(s)",
     "csCreatePanopticImgs",
     "csCreateTrainIdLabelImgs",
+    "csCreatePanopticImgs (original ids)",
+    "cityscapesscripts prework chain: the three above, times summed",
+    "csconv prework, 1 worker(s)",
+    "csconv prework, 2 worker(s)",
+    "prework floor (bench/prework_floor.py)",
 )
 
 
@@ -46,6 +52,7 @@ def test_bench_runs_and_writes_the_table(tmp_path):
     for name in CONTENDERS:
         assert any(row.startswith(f"| {name} |") for row in table_rows), name
     assert "| target | measured | goal | result |" in text
+    assert "| csconv prework files vs the cityscapesscripts chain's | identical |" in text
     caches = ["cache"]
     if os.path.isdir(REAL_SOURCE):  # 2 frames copied from the real ones: the same contenders again
         assert "## Real frames" in text
