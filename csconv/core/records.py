@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from enum import Enum
 
@@ -83,6 +84,47 @@ class Sample:
             return self.label
         array = np.ascontiguousarray(self.label, dtype="<i4")
         return memoryview(array).cast("B")
+
+    def image_array(self) -> np.ndarray:
+        """The image decoded: H x W x 3 uint8, RGB."""
+        from PIL import Image
+
+        with Image.open(io.BytesIO(self.image)) as image:
+            return np.asarray(image.convert("RGB"))
+
+    def label_array(self) -> np.ndarray | None:
+        """The label decoded: H x W int32 panoptic ids (raw), or uint8 trainIds (PNG,
+        255 = ignore); None on the test split, whose records carry no label."""
+        if self.label is None:
+            return None
+        if self.label_format == "raw":
+            return np.asarray(self.label, dtype="<i4")
+        from PIL import Image
+
+        with Image.open(io.BytesIO(self.label)) as image:
+            array = np.asarray(image)
+        if array.ndim != 2 or array.dtype != np.uint8:
+            raise ValueError(f"{self.filename}: label PNG is {array.dtype} {array.shape}, expected 8-bit grayscale")
+        return array
+
+    def semantic_and_instance(self, label_divisor: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """A panoptic label split into (semantic trainIds uint8, instance ids int32), each H x W.
+
+        Panoptic ids are semantic * label_divisor + instance. The divisor is not stored in
+        the record: 1000 is DeepLab2's and csconv's default; pass the one the output was
+        converted with (csconv.read(...).label_divisor gives it from the manifest).
+        """
+        label = self.label_array()
+        if label is None or self.label_format != "raw":
+            kind = "no label" if label is None else "a semantic label, which holds no instances"
+            raise ValueError(f"{self.filename}: {kind}; only panoptic labels split into semantic and instance")
+        semantic, instance = np.divmod(label, label_divisor)
+        if semantic.size and (semantic.min() < 0 or semantic.max() > 255):
+            raise ValueError(
+                f"{self.filename}: panoptic ids divided by {label_divisor} leave classes outside 0-255; "
+                "was the output converted with another label divisor?"
+            )
+        return semantic.astype(np.uint8), instance.astype(np.int32)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sample):

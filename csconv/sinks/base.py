@@ -82,9 +82,10 @@ class Sink:
     """An output format.
 
     Subclasses set ``name`` (what ``--sink`` takes) and ``description``, and implement
-    ``shard_name``, ``open_writer`` and ``read_shard``. Writers run inside worker
-    processes: a sink class must be importable by its module path, and hold no state
-    that cannot be rebuilt from its constructor.
+    ``shard_name``, ``open_writer`` (or, with ``writes_path``, ``open_path_writer``) and
+    ``read_shard``; ``open_random_access`` where the format has an index. Writers run
+    inside worker processes: a sink class must be importable by its module path, and
+    hold no state that cannot be rebuilt from its constructor.
     """
 
     name: ClassVar[str]

@@ -1,0 +1,174 @@
+"""csconv's Python API: what `import csconv` offers (see README, "Python API").
+
+convert() is the command line's conversion, samples() the core's samples with nothing
+written, read() random access to any sink's output. Errors are CsconvError with the
+command line's one-line messages.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from itertools import islice
+
+from .convert import RunSummary
+from .convert import convert as _convert
+from .core import discover
+from .core.errors import CsconvError
+from .core.records import ConvertOptions, Sample, Source, Task
+from .core.samples import TEST_SPLIT, build_sample, load_prepared_annotations
+from .core.sources import open_dataset
+from .reading import OutputSplit, read
+from .resume import RunInterrupted
+
+PathLike = str | os.PathLike
+
+
+def _fspath(path: PathLike | None) -> str | None:
+    return None if path is None else os.fspath(path)
+
+
+def _options(task: str | Task, source: str | Source, treat_crowd_as_ignore: bool, label_divisor: int,
+             png_compress_level: int | None) -> ConvertOptions:
+    for value, kind, name in ((task, Task, "task"), (source, Source, "source")):
+        if value not in {member.value for member in kind}:
+            choices = " or ".join(repr(member.value) for member in kind)
+            raise CsconvError(f"{name} must be {choices}, got {value!r}")
+    task, source = Task(task), Source(source)
+    if source is Source.LABEL_IDS and task is Task.PANOPTIC:
+        raise CsconvError("--source labelids only applies to semantic labels (--create_panoptic_data=false)")
+    return ConvertOptions(task=task, source=source, treat_crowd_as_ignore=treat_crowd_as_ignore,
+                          label_divisor=label_divisor, png_compress_level=png_compress_level)
+
+
+def _splits(splits: str | Sequence[str] | None) -> list[str] | None:
+    if splits is None or isinstance(splits, str):
+        return discover.parse_splits(splits)
+    return discover.parse_splits(",".join(splits))
+
+
+def convert(
+    cityscapes_root: PathLike | None,
+    output_dir: PathLike,
+    *,
+    sink: str = "tfrecord",
+    create_panoptic_data: bool = True,
+    treat_crowd_as_ignore: bool = True,
+    splits: str | Sequence[str] | None = None,
+    source: str = "raw",
+    workers: int | None = None,
+    num_shards: int = 10,
+    label_divisor: int = 1000,
+    png_compress_level: int | None = None,
+    strict_sizes: bool = False,
+    overwrite: bool = False,
+    resume: bool = False,
+    keep_going: bool = False,
+    decode_check: bool = False,
+    sha256: bool = False,
+    gtfine_zip: PathLike | None = None,
+    images_zip: PathLike | None = None,
+    progress: bool = False,
+) -> RunSummary:
+    """Convert Cityscapes as `csconv --cityscapes_root R --output_dir O ...` does.
+
+    Options are the command line's flags by name, with its defaults (`workers=None` is
+    the CPU count); the output is byte for byte the command line's. Returns the run's
+    summary (records, shards, bytes, seconds, skipped). A split of unofficial size is a
+    SplitSizeWarning; bad input or output raises CsconvError with the command line's
+    message (frames skipped with keep_going=True are in summary.skipped instead). Ctrl-C
+    raises KeyboardInterrupt once the temporary files are removed.
+    """
+    options = _options(Task.PANOPTIC if create_panoptic_data else Task.SEMANTIC, source,
+                       treat_crowd_as_ignore, label_divisor, png_compress_level)
+    try:
+        return _convert(
+            root=_fspath(cityscapes_root), output_dir=os.fspath(output_dir), sink_name=sink,
+            splits=_splits(splits), options=options, num_shards=num_shards,
+            workers=(os.cpu_count() or 1) if workers is None else workers, strict_sizes=strict_sizes,
+            overwrite=overwrite, show_progress=progress, resume_run=resume, keep_going=keep_going,
+            decode_check=decode_check, sha256=sha256, gtfine_zip=_fspath(gtfine_zip), images_zip=_fspath(images_zip),
+        )
+    except RunInterrupted as stopped:
+        if stopped.signum == signal.SIGINT:
+            raise KeyboardInterrupt(str(stopped)) from None
+        raise
+
+
+def samples(
+    cityscapes_root: PathLike | None,
+    split: str,
+    *,
+    task: str = "panoptic",
+    treat_crowd_as_ignore: bool = True,
+    workers: int = 1,
+    source: str = "raw",
+    label_divisor: int = 1000,
+    png_compress_level: int | None = None,
+    decode_check: bool = False,
+    gtfine_zip: PathLike | None = None,
+    images_zip: PathLike | None = None,
+    lookahead: int | None = None,
+) -> Iterator[Sample]:
+    """The samples of one split straight from the download (a tree or the two zips), in
+    DeepLab2's record order, writing nothing: what convert() would store.
+
+    `task` is "panoptic" or "semantic". With workers > 1, frames are built in that many
+    worker processes and still yielded in order, at most `lookahead` (default 2 per
+    worker) ahead of the one yielded, so memory stays bounded. The input is checked
+    when this is called; a bad frame raises CsconvError when its turn comes.
+    """
+    options = _options(task, source, treat_crowd_as_ignore, label_divisor, png_compress_level)
+    dataset = open_dataset(_fspath(cityscapes_root), _fspath(gtfine_zip), _fspath(images_zip))
+    frames = discover.find_frames(dataset, split)
+    if not frames:
+        raise CsconvError(f"{dataset.images_base}/{split}: no *_leftImg8bit.png images in this split")
+    annotations = [None] * len(frames)
+    if options.task is Task.PANOPTIC and options.source is Source.PREPARED and split != TEST_SPLIT:
+        by_id = load_prepared_annotations(dataset.labels_base, split)
+        annotations = [by_id.get(frame.name) for frame in frames]
+    jobs = [(frame, options, annotation, decode_check) for frame, annotation in zip(frames, annotations)]
+    if workers <= 1:
+        return (build_sample(*job) for job in jobs)
+    return _in_order(jobs, workers, lookahead or 2 * workers)
+
+
+def _in_order(jobs: list[tuple], workers: int, lookahead: int) -> Iterator[Sample]:
+    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
+    try:
+        queued = iter(jobs)
+        pending = deque((job[0], executor.submit(build_sample, *job)) for job in islice(queued, lookahead))
+        while pending:
+            frame, future = pending.popleft()
+            try:
+                sample = future.result()
+            except BrokenProcessPool:
+                raise CsconvError(
+                    f"{frame.image_path}: the worker process building this frame died (out of memory?)"
+                ) from None
+            for job in islice(queued, 1):
+                pending.append((job[0], executor.submit(build_sample, *job)))
+            yield sample
+    finally:
+        # Also when the caller stops early: queued frames are dropped, running ones end.
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _init_worker() -> None:
+    from .allocator import keep_frame_buffers
+    from .workers import _die_with_parent
+
+    # Ctrl-C reaches the whole process group; the caller's process decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    keep_frame_buffers()
+
+
+__all__ = ["convert", "samples", "read", "OutputSplit", "RunSummary"]
