@@ -178,8 +178,25 @@ def main(argv: list[str] | None = None) -> int:
     argv = normalise_argv(list(sys.argv[1:] if argv is None else argv))
     if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
         argv = ["convert", *argv]
+    try:
+        status = _main(argv)
+        # Buffered output meets the closed pipe only here, not in the handler's print().
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # `csconv stats OUT | head`: the reader has gone, as for any Unix tool. Python would
+        # flush stdout again at exit and print a traceback; point it at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # killed by SIGPIPE, as the shell reports `cat big | head`
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:  # --help, --version and usage errors exit from argparse
+        sys.stdout.flush()
+        raise
     if args.command is None:
         parser.print_help()
         return 2
