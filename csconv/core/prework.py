@@ -18,11 +18,10 @@ import fnmatch
 from enum import Enum
 
 from . import png
-from .panoptic_gt import JsonEntries, panoptic_image
+from .panoptic_gt import INSTANCE_IDS_SUFFIX, JsonEntries, panoptic_image
 from .semantic import instance_train_ids, parse_polygons, train_id_image
 
 POLYGONS_SUFFIX = "_polygons.json"
-INSTANCE_IDS_SUFFIX = "_instanceIds.png"
 # The file name patterns the reference tools glob for.
 POLYGONS_PATTERN = "*_gt*" + POLYGONS_SUFFIX
 INSTANCE_IDS_PATTERN = "*" + INSTANCE_IDS_SUFFIX

@@ -2,7 +2,9 @@
 
 The result must be pixel-identical to what csCreateTrainIdLabelImgs draws, so the
 drawing goes through Pillow's polygon fill, object by object, in file order; saved
-with Pillow's default settings, as it saves, the PNG is byte-identical too.
+with Pillow's default settings, as it saves, the PNG is byte-identical too. The
+prework's instanceTrainIds maps are drawn the same way, as csCreateTrainIdInstanceImgs
+draws them.
 """
 
 from __future__ import annotations

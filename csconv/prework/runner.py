@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from .. import workers as worker_pool
 from ..core.errors import CsconvError
 from ..core.panoptic_gt import json_document
+from ..core.prework import DEFAULT_KINDS
 from ..core.sources import open_gtfine
 from ..output import sync_file_system, temp_name, write_file_unsynced
 from ..output_folder import make_output_dir, remove_file
@@ -70,7 +71,7 @@ def prework(
         raise CsconvError("--overwrite and --resume exclude each other")
     if workers < 1:
         raise CsconvError("--workers must be at least 1")
-    kinds = tuple(dict.fromkeys(kinds or ()))
+    kinds = tuple(dict.fromkeys(kinds or DEFAULT_KINDS))
     gtfine = open_gtfine(cityscapes_root)
     if output_root is None:
         if gtfine.members is not None:
@@ -142,7 +143,7 @@ def _proven(proofs: records.Proofs, plan: Plan, layout: Layout) -> records.Proof
 
 
 @dataclass
-class _Progress:
+class _Done:
     """What the run has done so far, as the main process learns it."""
 
     entries: dict = field(default_factory=dict)  # frame key -> JsonEntries
@@ -163,7 +164,7 @@ def _run(plan, layout, kinds, compress_level, journal, kept, workers, show_progr
         wants_entries = bool(task.json_kinds and json_kinds) and task.key not in kept.entries
         if outputs or wants_entries:
             tasks.append(replace(task, outputs=outputs, json_kinds=json_kinds if wants_entries else ()))
-    done = _Progress(entries=dict(kept.entries), files=dict(kept.files))
+    done = _Done(entries=dict(kept.entries), files=dict(kept.files))
     progress = Progress(len(tasks), enabled=show_progress)
 
     def on_done(result: FrameDone) -> None:
@@ -192,13 +193,16 @@ def _run(plan, layout, kinds, compress_level, journal, kept, workers, show_progr
             sync_file_system(root)
             # The manifest's rename ends the run: a signal from here on would report a
             # finished run as interrupted.
-            with worker_pool.signals_ignored():
-                records.write_manifest(root, journal.fingerprint, kinds, compress_level, plan.counts, done.files)
-                journal.remove()
+            worker_pool.ignore_signals()
+            records.write_manifest(root, journal.fingerprint, kinds, compress_level, plan.counts, done.files)
+            journal.remove()
     except BaseException as error:
         with worker_pool.signals_ignored():  # a second Ctrl-C must not interrupt the clean-up
             journal.close()
-            _remove_temporaries_and_list(plan)
+            try:
+                _remove_temporaries_and_list(plan)
+            except (OSError, CsconvError):
+                pass  # the folder itself is unusable: the error being raised says why
         signalled = worker_pool.take_pending_signal()
         if isinstance(error, (Interrupted, KeyboardInterrupt)) or signalled is not None:
             signum = error.signum if isinstance(error, Interrupted) else (signalled or signal.SIGINT)
