@@ -220,3 +220,14 @@ def test_output_disk_full_is_one_line_and_leaves_no_partial_shard(converted, tmp
     for name in names:
         if name.endswith(".array_record"):
             list(ArrayRecordSink().read_shard(str(out / name)))  # every final-named shard is whole
+
+
+def test_preview_and_stats_read_arrayrecord_output_as_they_read_tfrecords(converted, tmp_path):
+    from csconv.preview import preview
+    from csconv.stats import compute_stats, format_table
+
+    assert format_table(compute_stats(str(converted / "arrayrecord"))) == format_table(
+        compute_stats(str(converted / "tfrecord")))
+    for sink in ("tfrecord", "arrayrecord"):
+        preview(str(converted / sink), "train", 11, str(tmp_path / f"{sink}.png"))
+    assert (tmp_path / "arrayrecord.png").read_bytes() == (tmp_path / "tfrecord.png").read_bytes()
