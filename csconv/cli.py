@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from . import __version__
 from .core.discover import parse_splits
 from .core.errors import CsconvError
-from .core.png import parse_compress_level
+from .core.png import DEFAULT_MAX_PIXELS, parse_compress_level
 from .resume import RunInterrupted
 from .core.records import ConvertOptions, Source, Task
 
@@ -59,6 +59,16 @@ def normalise_argv(argv: list[str]) -> list[str]:
         else:
             out.append(f"--{name}{eq}{value}")
     return out
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {text!r}")
+    return value
 
 
 def bool_flag(parser, name: str, default: bool, help_text: str) -> None:
@@ -114,6 +124,11 @@ def _add_conversion_flags(parser: argparse.ArgumentParser) -> None:
     bool_flag(
         parser, "decode_check", False,
         "fully decode every input PNG (catches damage inside compressed data whose CRCs match; slower)",
+    )
+    parser.add_argument(
+        "--max_pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+        help=f"refuse, before decoding, an image or label whose PNG header claims more pixels than this "
+        f"(a decompression bomb; default {DEFAULT_MAX_PIXELS:,}, Pillow's limit; a Cityscapes frame has 2,097,152)",
     )
     bool_flag(
         parser, "sha256", False,
@@ -251,6 +266,7 @@ def run_convert(args) -> int:
             keep_going=args.keep_going,
             decode_check=args.decode_check,
             sha256=args.sha256,
+            max_pixels=args.max_pixels,
         )
     if not args.quiet:
         print_summary(summary, args.output_dir)

@@ -22,6 +22,7 @@ from . import output_folder
 from . import workers as worker_pool
 from .core import discover
 from .core.errors import CsconvError
+from .core.png import DEFAULT_MAX_PIXELS, check_max_pixels
 from .core.records import ConvertOptions, Source, Task
 from .core.sources import Dataset, open_dataset
 from .core.samples import TEST_SPLIT, Annotation, load_prepared_annotations
@@ -68,6 +69,7 @@ def plan(
     keep_going: bool = False,
     decode_check: bool = False,
     sha256: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[list[ShardJob], dict[str, int]]:
     sink = plugins.get_sink(sink_name)
     jobs, sizes = [], {}
@@ -99,6 +101,7 @@ def plan(
                     keep_going=keep_going,
                     decode_check=decode_check,
                     sha256=sha256,
+                    max_pixels=max_pixels,
                 )
             )
     return jobs, sizes
@@ -142,6 +145,7 @@ def convert(
     sha256: bool = False,
     gtfine_zip: str | None = None,
     images_zip: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> RunSummary:
     """Convert a Cityscapes root (a tree, or a folder with the two official archives,
     or the archives named by gtfine_zip and images_zip) into sharded output."""
@@ -152,7 +156,7 @@ def convert(
     dataset = open_dataset(root, gtfine_zip, images_zip)
     jobs, sizes = plan(
         dataset, splits, sink_name, output_dir, options, num_shards, strict_sizes,
-        keep_going=keep_going, decode_check=decode_check, sha256=sha256,
+        keep_going=keep_going, decode_check=decode_check, sha256=sha256, max_pixels=check_max_pixels(max_pixels),
     )
     output_folder.make_output_dir(output_dir)
     with resume.output_lock(output_dir):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from . import plugins, resume
 from .core.errors import CsconvError, InputError
+from .core.png import DEFAULT_MAX_PIXELS, set_max_pixels
 from .core.records import ConvertOptions, Frame
 from .core.samples import Annotation, build_sample
 from .output import DIGESTS, AdoptedShardFile, OutputError, ShardFile
@@ -30,6 +31,7 @@ class ShardJob:
     keep_going: bool = False
     decode_check: bool = False
     sha256: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS  # the most pixels a PNG header may claim (png.set_max_pixels)
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,15 @@ def open_shard(sink, directory: str, name: str, sha256: bool = False):
 
 def write_shard(job: ShardJob, report=None) -> ShardResult:
     """Convert and write one shard. Runs in a worker process; `report(n)` counts frames."""
+    # Set here, in the process that decodes: a spawned worker does not inherit the parent's.
+    previous_max_pixels = set_max_pixels(job.max_pixels)
+    try:
+        return _write_shard(job, report)
+    finally:
+        set_max_pixels(previous_max_pixels)
+
+
+def _write_shard(job: ShardJob, report=None) -> ShardResult:
     sink = plugins.get_sink(job.sink_name)
     shard, writer = open_shard(sink, job.output_dir, job.shard_name, job.sha256)
     skipped: list[SkippedFrame] = []

@@ -51,8 +51,44 @@ class PngInfo:
         return b"".join(view[start:end] for start, end in self.idat)
 
 
+# Pillow's Image.MAX_IMAGE_PIXELS, where it starts to warn of a decompression bomb: a
+# 40 KB PNG can claim 20000x20000 pixels and inflate to gigabytes. A Cityscapes frame
+# is 2 M pixels; --max_pixels raises the limit for larger data.
+DEFAULT_MAX_PIXELS = 89_478_485
+_max_pixels = DEFAULT_MAX_PIXELS
+
+
+def set_max_pixels(limit: int) -> int:
+    """Make `limit` the most pixels a PNG header may claim in this process; returns the old one.
+
+    A process-wide setting rather than an argument: it guards every PNG read however
+    deep, and changes no output byte, so it stays out of ConvertOptions and fingerprints.
+    """
+    global _max_pixels
+    previous, _max_pixels = _max_pixels, check_max_pixels(limit)
+    return previous
+
+
+def check_max_pixels(limit) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise CsconvError(f"--max_pixels must be a whole number above 0, got {limit!r}")
+    return limit
+
+
+def check_size(width: int, height: int, path: str, what: str = "header") -> None:
+    """An InputError unless a claimed image size is non-empty and within --max_pixels."""
+    if width < 1 or height < 1:
+        raise InputError(path, f"{what} claims {width}x{height} pixels, an empty image")
+    if width * height > _max_pixels:
+        raise InputError(path, f"{what} claims {width}x{height} pixels, more than --max_pixels ({_max_pixels:,})")
+
+
 def inspect(data: bytes | memoryview, path: str, check_crc: bool = True) -> PngInfo:
-    """Walk the chunks: header facts, and an InputError naming `path` on any damage."""
+    """Walk the chunks: header facts, and an InputError naming `path` on any damage.
+
+    Every PNG csconv decodes passes here first, so the size a header claims is refused
+    here (check_size), before anything is inflated.
+    """
     view = memoryview(data)
     if bytes(view[:8]) != SIGNATURE:
         raise InputError(path, "not a PNG file (bad signature)")
@@ -75,6 +111,7 @@ def inspect(data: bytes | memoryview, path: str, check_crc: bool = True) -> PngI
             if kind != b"IHDR" or length != 13:
                 raise InputError(path, "corrupt PNG (first chunk is not IHDR)")
             header = struct.unpack_from(">IIBBBBB", view, pos + 8)
+            check_size(header[0], header[1], path)
         elif kind == b"IDAT":
             idat.append((pos + 8, end - 4))
         elif kind == _EXIF_CHUNK:

@@ -30,6 +30,8 @@ def _load_objects(data: bytes, path: str) -> tuple[int, int, list]:
             raise TypeError("'objects' is not a list")
     except (ValueError, KeyError, TypeError) as error:
         raise InputError(path, f"malformed polygons JSON ({error.__class__.__name__}: {error})") from None
+    # Before the canvas is allocated: imgWidth*imgHeight is the memory drawing takes.
+    png.check_size(width, height, path, "polygons JSON")
     return width, height, objects
 
 

@@ -249,11 +249,35 @@ def read_file(location: Location | str) -> bytes:
         raise InputError(path, f"cannot read ({error.strerror})") from None
 
 
+# The most a member may declare it inflates to, by kind, refused before reading: a zip
+# member can expand a thousandfold. Real Cityscapes PNGs are at most about 3 MB, polygons
+# JSONs 300 KB; the prepared panoptic JSON of a split is tens of MB, hence the wide rest.
+MAX_MEMBER_BYTES = {".png": 64 * 2**20, "_polygons.json": 32 * 2**20}
+MAX_OTHER_MEMBER_BYTES = 1024 * 2**20
+
+
+def member_limit(member: str) -> int:
+    return next((limit for suffix, limit in MAX_MEMBER_BYTES.items() if member.endswith(suffix)),
+                MAX_OTHER_MEMBER_BYTES)
+
+
 def _read_member(archive_path: str, member: str) -> bytes:
     archive = _archive(archive_path)
     where = str(Location(archive_path, member))
     try:
-        return archive.read(member)
+        info = archive.getinfo(member)
+    except KeyError:
+        raise InputError(where, "not in the archive") from None
+    limit = member_limit(member)
+    if info.file_size > limit:
+        raise InputError(
+            where, f"archive member declares {info.file_size:,} bytes uncompressed, more than the {limit:,} "
+            f"a file of its kind may have (a decompression bomb?)",
+        )
+    # zipfile stops inflating at the declared size and then finds the CRC wrong, so a
+    # member that inflates beyond what it declares ends as BadZipFile below.
+    try:
+        return archive.read(info)
     except KeyError:
         raise InputError(where, "not in the archive") from None
     except NotImplementedError:
