@@ -70,7 +70,10 @@ static PyObject *unfilter(PyObject *self, PyObject *args)
     int swap16;
     if (!PyArg_ParseTuple(args, "y*nnnp", &in, &height, &row_bytes, &bpp, &swap16))
         return NULL;
-    if (height < 0 || row_bytes < 0 || bpp < 1 || bpp > 8 ||
+    /* The product is checked against overflow before it is formed: a header may claim
+       any size, and a wrapped product could match a short buffer. */
+    if (height < 0 || row_bytes < 0 || row_bytes == PY_SSIZE_T_MAX || bpp < 1 || bpp > 8 ||
+        (height > 0 && row_bytes + 1 > PY_SSIZE_T_MAX / height) ||
         in.len != height * (row_bytes + 1) || (swap16 && row_bytes % 2)) {
         PyBuffer_Release(&in);
         PyErr_SetString(PyExc_ValueError, "inflated image data has the wrong size for its header");

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
+import zlib
 from collections import defaultdict
 
 import numpy as np
@@ -39,12 +40,44 @@ def decode_instance_ids(data: bytes, path: str) -> np.ndarray:
         else:
             import imagecodecs
 
+            _refuse_extra_image_data(data, info)
             array = imagecodecs.png_decode(data)
     except Exception as error:  # imagecodecs raises its own error types, the C loop ValueError
         raise InputError(path, f"cannot decode label PNG ({error})") from None
     if array.shape != (info.height, info.width) or array.dtype != np.uint16:
         raise InputError(path, f"decoded to {array.dtype} {array.shape}, expected 16-bit {info.height}x{info.width}")
     return array
+
+
+# Adam7: (first column, first row, column step, row step) of each of the seven passes.
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _gray16_stream_size(info: png.PngInfo) -> int:
+    """Bytes the image data of a 16-bit grayscale PNG inflates to: filter byte + 2 per pixel, per row."""
+    if not info.interlaced:
+        return info.height * (2 * info.width + 1)
+    size = 0
+    for x0, y0, dx, dy in _ADAM7:
+        columns, rows = max(0, -(-(info.width - x0) // dx)), max(0, -(-(info.height - y0) // dy))
+        if columns and rows:
+            size += rows * (2 * columns + 1)
+    return size
+
+
+def _refuse_extra_image_data(data: bytes, info: png.PngInfo) -> None:
+    """libpng only warns of image data beyond the last row ("Too much image data") and
+    decodes; the C path refuses it. Both paths must give one answer, and extra data is a
+    damaged file like a short one."""
+    expected = _gray16_stream_size(info)
+    inflater = zlib.decompressobj()
+    try:
+        inflater.decompress(info.compressed_pixels(data), expected)
+        beyond = inflater.decompress(inflater.unconsumed_tail, 1)  # pending output counts too
+    except zlib.error:
+        return  # libpng names the damage itself
+    if beyond:
+        raise ValueError("inflated image data has the wrong size for its header")
 
 
 def _decode_gray16(data: bytes, info: png.PngInfo) -> np.ndarray:
@@ -130,6 +163,28 @@ def map_through(table: np.ndarray, instance_ids: np.ndarray) -> np.ndarray:
     return table[instance_ids]
 
 
+def _checked_segments(segments, path: str) -> list[tuple[int, int, object, bool]]:
+    """(id, category, area, crowd) of each segments_info entry, or an InputError naming the
+    entry: the JSON is input like any other, and a category must be a trainId (0-255) for
+    category * divisor to fit the int32 label."""
+    checked = []
+    try:
+        for number, segment in enumerate(segments):
+            try:
+                segment_id, category = int(segment["id"]), int(segment["category_id"])
+                area, crowd = segment["area"], bool(segment.get("iscrowd", 0))
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
+                raise InputError(
+                    path, f"segments_info entry {number} is malformed ({error.__class__.__name__}: {error})"
+                ) from None
+            if not 0 <= category <= IGNORE_LABEL:
+                raise InputError(path, f"segments_info entry {number}: category_id {category} is not a trainId")
+            checked.append((segment_id, category, area, crowd))
+    except TypeError as error:  # segments_info is not a list
+        raise InputError(path, f"segments_info is malformed ({error})") from None
+    return checked
+
+
 def panoptic_from_segments(
     panoptic_png: bytes,
     segments: list[dict],
@@ -153,12 +208,10 @@ def panoptic_from_segments(
 
     semantic = {}  # segment id -> (semantic, instance), later segments win like the reference
     counts: dict[int, int] = defaultdict(int)
-    for segment in segments:
-        segment_id, category = int(segment["id"]), int(segment["category_id"])
+    for segment_id, category, expected_area, crowd in _checked_segments(segments, path):
         area = area_of.get(segment_id, 0)
-        if area != segment["area"]:
-            raise InputError(path, f"segment {segment_id} should cover {segment['area']} pixels, covers {area}")
-        crowd = bool(segment.get("iscrowd", 0))
+        if area != expected_area:
+            raise InputError(path, f"segment {segment_id} should cover {expected_area} pixels, covers {area}")
         if category in THING_TRAIN_IDS:
             if crowd:
                 semantic[segment_id] = (IGNORE_LABEL if treat_crowd_as_ignore else category, 0)

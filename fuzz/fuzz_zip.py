@@ -1,0 +1,26 @@
+"""Zip member reading: the archive listing (sources._member_names) and sources.read_file of
+every member, as csconv reads the official archives."""
+
+import os
+import tempfile
+
+from common import CsconvError, run, sources
+
+PATH = os.path.join(tempfile.mkdtemp(prefix="csconv-fuzz-zip-"), "gtFine_trainvaltest.zip")
+
+
+def test_one_input(data: bytes) -> None:
+    with open(PATH, "wb") as f:
+        f.write(data)
+    for archive in sources._open_archives.values():
+        archive.close()
+    sources._open_archives.clear()
+    try:
+        for name in sources._member_names(PATH)[:16]:
+            sources.read_file(sources.Location(PATH, name))
+    except CsconvError:
+        pass
+
+
+if __name__ == "__main__":
+    run(test_one_input)
