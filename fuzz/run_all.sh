@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Run every harness for SECONDS (default 120) on its seed corpus, two at a time (csconv's
 # CI machines and this one have two cores). Logs go to fuzz/logs/<harness>.log, a finding's
 # input to fuzz/findings/<harness>-crash-*. Usage: fuzz/run_all.sh [SECONDS] [harness ...]

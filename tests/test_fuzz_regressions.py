@@ -60,3 +60,61 @@ def test_the_regression_png_is_otherwise_good(tmp_path):
     segments = json.loads('[{"id": 0, "category_id": 0, "area": 16}, {"id": 7, "category_id": 13, "area": 16}]')
     label = panoptic.panoptic_from_segments(image, segments, "a.png")
     assert sorted(set(label.ravel().tolist())) == [0, 13001]
+
+
+def _label_libpng_refuses(interlace: int) -> bytes:
+    """A 16-bit grayscale PNG with filter type 9 in its first row: every decoder refuses it."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", 32, 16, 16, 0, 0, 0, interlace)
+    rows = b"\x09" + b"\0" * 64 + (b"\0" + b"\0" * 64) * 15
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_the_fuzzed_label_that_killed_the_process_is_refused():
+    """fuzz_label16's input (interlaced, so the fallback decoder), whose decoding error took
+    a reference from None each time (see below): one InputError, repeatably."""
+    data = (REGRESSIONS / "label16_interlaced_fatal_none_dealloc.png").read_bytes()
+    for _ in range(3):
+        with pytest.raises(InputError, match="^a.png: cannot decode label PNG"):
+            panoptic.decode_instance_ids(data, "a.png")
+
+
+def test_interlace_method_2_is_refused_by_the_header():
+    """No PNG has interlace method 2; Pillow takes it for Adam7, libpng refuses it: the
+    walker refuses it, so both decoder paths agree."""
+    with pytest.raises(InputError, match=r"corrupt PNG \(IHDR: compression 0, filter 0, interlace 2"):
+        panoptic.decode_instance_ids(_label_libpng_refuses(2), "a.png")
+
+
+@pytest.mark.parametrize("interlace", [0, 1])
+@pytest.mark.parametrize("with_c", [True, False], ids=["c-unfilter", "fallback"])
+def test_damaged_labels_do_not_take_references_from_none(monkeypatch, interlace, with_c):
+    """fuzz_label16: after a few thousand damaged labels the process died with "Fatal Python
+    error: none_dealloc". imagecodecs.png_decode, then the fallback, takes a reference from
+    None with every libpng error; Python 3.11's None is not immortal."""
+    import gc
+    import sys
+
+    if not with_c:
+        monkeypatch.setattr(panoptic, "_pngunfilter", None)
+    data = _label_libpng_refuses(interlace)
+    for _ in range(50):  # caches settle first
+        with pytest.raises(InputError):
+            panoptic.decode_instance_ids(data, "a.png")
+    # The bug took one reference per call; other objects freed meanwhile give back a few.
+    gc.collect()
+    gc.disable()
+    try:
+        before = sys.getrefcount(None)
+        for _ in range(5000):
+            with pytest.raises(InputError):
+                panoptic.decode_instance_ids(data, "a.png")
+        lost = before - sys.getrefcount(None)
+    finally:
+        gc.enable()
+    assert lost < 1000, f"{lost} references to None lost in 5000 calls"

@@ -2,7 +2,7 @@
 
 Sizes near 2**31 and 2**32, products that overflow, image data that inflates to more or
 less than the header says, empty images: through every entry point that reads a PNG, and
-through both paths of the 16-bit label decoder (the C unfilter and libpng).
+through both paths of the 16-bit label decoder (the C unfilter and the Pillow fallback).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def make_png(width: int, height: int, bit_depth: int, colour_type: int, raw: byt
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
-@pytest.fixture(params=["c-unfilter", "libpng"])
+@pytest.fixture(params=["c-unfilter", "fallback"])
 def decoder(request, monkeypatch):
     """decode_instance_ids by each of its two paths."""
     if request.param == "c-unfilter":

@@ -24,8 +24,8 @@ def decode_instance_ids(data: bytes, path: str) -> np.ndarray:
 
     The largest single cost of a panoptic frame. zlib-ng inflates and a small C
     loop unfilters (about 3 ms at 2048x1024, against 12 ms in libpng and 15 ms in
-    Pillow); libpng through imagecodecs is the fallback where the C extension was
-    not built, and for interlaced files.
+    Pillow); Pillow is the fallback where the C extension was not built, and for
+    interlaced files.
     """
     info = png.inspect(data, path)
     if info.colour_type != 0 or info.bit_depth != 16:
@@ -38,10 +38,7 @@ def decode_instance_ids(data: bytes, path: str) -> np.ndarray:
         if _pngunfilter is not None and not info.interlaced:
             array = _decode_gray16(data, info)
         else:
-            import imagecodecs
-
-            _refuse_extra_image_data(data, info)
-            array = imagecodecs.png_decode(data)
+            array = _decode_gray16_with_pillow(data, info)
     except Exception as error:  # imagecodecs raises its own error types, the C loop ValueError
         raise InputError(path, f"cannot decode label PNG ({error})") from None
     if array.shape != (info.height, info.width) or array.dtype != np.uint16:
@@ -65,19 +62,30 @@ def _gray16_stream_size(info: png.PngInfo) -> int:
     return size
 
 
-def _refuse_extra_image_data(data: bytes, info: png.PngInfo) -> None:
-    """libpng only warns of image data beyond the last row ("Too much image data") and
-    decodes; the C path refuses it. Both paths must give one answer, and extra data is a
-    damaged file like a short one."""
+def _decode_gray16_with_pillow(data: bytes, info: png.PngInfo) -> np.ndarray:
+    """The path where the C loop is not built, and for interlaced files.
+
+    Not imagecodecs.png_decode: each libpng error it raises takes a reference from None
+    (imagecodecs 2026.3.6), so a worker meeting a few thousand damaged labels dies with
+    "Fatal Python error: none_dealloc" (found by fuzz/fuzz_label16.py). Pillow fills the
+    rows of a stream that ends early with zeros and ignores data after the last row, so
+    the inflated size is checked first, as the C path checks it.
+    """
+    from PIL import Image
+
     expected = _gray16_stream_size(info)
     inflater = zlib.decompressobj()
     try:
-        inflater.decompress(info.compressed_pixels(data), expected)
+        size = len(inflater.decompress(info.compressed_pixels(data), expected))
         beyond = inflater.decompress(inflater.unconsumed_tail, 1)  # pending output counts too
-    except zlib.error:
-        return  # libpng names the damage itself
-    if beyond:
+    except zlib.error as error:
+        raise ValueError(f"image data does not inflate ({error})") from None
+    if size != expected or beyond:
         raise ValueError("inflated image data has the wrong size for its header")
+    with Image.open(io.BytesIO(data)) as image:
+        if image.mode not in ("I;16", "I;16B"):
+            raise ValueError(f"Pillow reads it as mode {image.mode}")
+        return np.asarray(image).astype(np.uint16)
 
 
 def _decode_gray16(data: bytes, info: png.PngInfo) -> np.ndarray:

@@ -124,7 +124,14 @@ def inspect(data: bytes | memoryview, path: str, check_crc: bool = True) -> PngI
         if kind == b"IEND":
             break
         pos = end
-    width, height, bit_depth, colour_type, _, _, interlace = header
+    width, height, bit_depth, colour_type, compression, filtering, interlace = header
+    # Decoders differ on values the spec does not define (Pillow takes any non-zero
+    # interlace for Adam7), so they are damage, named here once.
+    if compression != 0 or filtering != 0 or interlace > 1:
+        raise InputError(
+            path, f"corrupt PNG (IHDR: compression {compression}, filter {filtering}, interlace {interlace}; "
+            f"only 0, 0 and 0 or 1 exist)",
+        )
     return PngInfo(width, height, bit_depth, colour_type, plain, interlace != 0, tuple(idat))
 
 
