@@ -118,3 +118,17 @@ def test_damaged_labels_do_not_take_references_from_none(monkeypatch, interlace,
     finally:
         gc.enable()
     assert lost < 1000, f"{lost} references to None lost in 5000 calls"
+
+
+def test_zip_needing_a_version_zipfile_does_not_know(tmp_path):
+    """fuzz_zip: a central directory entry asking for zip version 22.2 made zipfile raise
+    NotImplementedError, a traceback where a one-line error belongs."""
+    from csconv.core import sources
+
+    archive = tmp_path / "gtFine_trainvaltest.zip"
+    archive.write_bytes((REGRESSIONS / "zip_version_22_2.zip").read_bytes())
+    with pytest.raises(InputError) as caught:
+        sources._member_names(str(archive))
+    assert str(caught.value) == (
+        f"{archive}: a zip archive Python's zipfile cannot read (zip file version 22.2)"
+    )

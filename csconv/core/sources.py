@@ -222,8 +222,10 @@ def _archive(path: str) -> zipfile.ZipFile:
             _open_archives[key] = zipfile.ZipFile(path)
         except FileNotFoundError:
             raise InputError(path, "archive not found") from None
-        except (zipfile.BadZipFile, OSError, EOFError) as error:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
             raise InputError(path, f"not a readable zip archive, truncated or damaged ({error})") from None
+        except NotImplementedError as error:  # a member needing a newer zip version than zipfile knows
+            raise InputError(path, f"a zip archive Python's zipfile cannot read ({error})") from None
     return _open_archives[key]
 
 
