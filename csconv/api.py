@@ -21,6 +21,7 @@ from .convert import RunSummary
 from .convert import convert as _convert
 from .core import discover
 from .core.errors import CsconvError
+from .core.png import DEFAULT_MAX_PIXELS
 from .core.records import ConvertOptions, Sample, Source, Task
 from .core.samples import TEST_SPLIT, build_sample, load_prepared_annotations
 from .core.sources import open_dataset
@@ -72,6 +73,7 @@ def convert(
     keep_going: bool = False,
     decode_check: bool = False,
     sha256: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     gtfine_zip: PathLike | None = None,
     images_zip: PathLike | None = None,
     progress: bool = False,
@@ -93,7 +95,8 @@ def convert(
             splits=_splits(splits), options=options, num_shards=num_shards,
             workers=(os.cpu_count() or 1) if workers is None else workers, strict_sizes=strict_sizes,
             overwrite=overwrite, show_progress=progress, resume_run=resume, keep_going=keep_going,
-            decode_check=decode_check, sha256=sha256, gtfine_zip=_fspath(gtfine_zip), images_zip=_fspath(images_zip),
+            decode_check=decode_check, sha256=sha256, max_pixels=max_pixels, gtfine_zip=_fspath(gtfine_zip),
+            images_zip=_fspath(images_zip),
         )
     except RunInterrupted as stopped:
         if stopped.signum == signal.SIGINT:

@@ -69,8 +69,8 @@ def files(folder) -> dict[str, bytes]:
       "--sink", "webdataset", "--sha256"],
      dict(create_panoptic_data=False, num_shards=3, splits=["train", "val"], png_compress_level=1,
           sink="webdataset", sha256=True)),
-    (["--treat_crowd_as_ignore=false", "--label_divisor", "256", "--splits", "val"],
-     dict(treat_crowd_as_ignore=False, label_divisor=256, splits="val")),
+    (["--treat_crowd_as_ignore=false", "--label_divisor", "256", "--splits", "val", "--max_pixels", "5000"],
+     dict(treat_crowd_as_ignore=False, label_divisor=256, splits="val", max_pixels=5000)),
 ], ids=["defaults", "semantic-webdataset", "crowd-divisor"])
 def test_convert_writes_the_command_lines_bytes(root, tmp_path, cli_flags, api_options):
     done = subprocess.run(
@@ -98,6 +98,8 @@ def test_convert_errors_are_the_command_lines_one_line_messages(root, tmp_path):
     assert f"csconv: error: {raised.value}" == line
     with pytest.raises(csconv.CsconvError, match="--label_divisor must be between"):
         csconv.convert(root, tmp_path / "o", label_divisor=0)
+    with pytest.raises(csconv.CsconvError, match="pixels, more than --max_pixels"):
+        csconv.convert(root, tmp_path / "o", max_pixels=4000, workers=1)  # frames are 96x48
     with pytest.raises(TypeError):
         csconv.convert(root, tmp_path / "o", create_panoptic=False)  # a misspelt option is never ignored
 
