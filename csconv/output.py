@@ -291,13 +291,7 @@ class ShardFile:
         # abort() close the number again (EBADF, or by then another file's descriptor).
         self.closed = True
         os.close(self._fd)
-        try:
-            os.replace(self.temp_path, self.final_path)
-            sync_directory(self.directory)
-        except OSError as error:
-            raise OutputError(
-                f"{self.final_path}: cannot rename its temporary file into place ({describe_os_error(error)})"
-            ) from None
+        publish(self.temp_path, self.final_path)
 
     def abort(self) -> None:
         self._helper.shutdown(wait=True, cancel_futures=True)
@@ -369,6 +363,17 @@ def file_digests(path: str, names) -> dict[str, str]:
     if sha256 is not None:
         found["sha256"] = sha256.hexdigest()
     return {name: found[name] for name in names}
+
+
+def publish(temp_path: str, final_path: str) -> None:
+    """Rename a complete temporary file to its final name, durably; an OutputError if refused."""
+    try:
+        os.replace(temp_path, final_path)
+        sync_directory(os.path.dirname(final_path) or ".")
+    except OSError as error:
+        raise OutputError(
+            f"{final_path}: cannot rename its temporary file into place ({describe_os_error(error)})"
+        ) from None
 
 
 def sync_directory(directory: str) -> None:
@@ -515,13 +520,7 @@ class AdoptedShardFile:
         if sha256 is not None:
             self._digests["sha256"] = sha256.hexdigest()
         self.closed = True
-        try:
-            os.replace(self.temp_path, self.final_path)
-            sync_directory(self.directory)
-        except OSError as error:
-            raise OutputError(
-                f"{self.final_path}: cannot rename its temporary file into place ({describe_os_error(error)})"
-            ) from None
+        publish(self.temp_path, self.final_path)
 
     def abort(self) -> None:
         self.closed = True
