@@ -4,15 +4,19 @@
 # instead of the normal one when CSCONV_ASAN_UNFILTER names it (fuzz/common.py).
 #
 # Python itself is not built with ASan, so libasan must be loaded first, by LD_PRELOAD;
-# leak detection is off because the interpreter's own allocations look like leaks:
+# leak detection is off because the interpreter's own allocations look like leaks. The
+# inputs come from fuzz/asan_mutate.py, not libFuzzer: preloaded gcc libasan breaks
+# atheris' coverage, and atheris' asan_with_fuzzer.so (clang's runtime) refuses a
+# gcc-built module (both tried; see FUZZING.md):
 #
 #   fuzz/build_asan.sh
 #   LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
 #   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 #   CSCONV_ASAN_UNFILTER="$(ls fuzz/build-asan/_pngunfilter*.so)" \
-#   python fuzz/fuzz_label16.py -max_total_time=1800 fuzz/corpus/label16
+#   python fuzz/asan_mutate.py label16 1800
 #
-# (gcc 12 here; with clang, use -print-file-name=libclang_rt.asan-x86_64.so instead.)
+# With clang (not installed here), build with -fsanitize=address,fuzzer-no-link and preload
+# atheris' asan_with_fuzzer.so to keep coverage guidance: atheris' using_sanitizers.md.
 set -eu
 cd "$(dirname "$0")/.."
 out=fuzz/build-asan
