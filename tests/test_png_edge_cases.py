@@ -137,3 +137,15 @@ def test_bad_filter_type_is_refused(decoder):
     data = make_png(2, 2, 16, 0, b"\x05\0\0\0\0" * 2)
     with pytest.raises(InputError, match="cannot decode label PNG"):
         decoder(data, "edge.png")
+
+
+def test_label_ids_png_whose_data_does_not_inflate():
+    """--source labelids decoded with Pillow outside any guard: a valid header and CRCs
+    over a broken zlib stream was an OSError traceback (found reading the code while
+    writing the harnesses)."""
+    data = make_png(4, 4, 8, 0, b"")
+    start = data.index(b"IDAT") + 4
+    broken = b"\x78\x9c garbage"
+    data = data[: start - 8] + chunk(b"IDAT", broken) + data[data.index(b"IEND") - 4 :]
+    with pytest.raises(InputError, match=r"^edge.png: cannot decode labelIds PNG \("):
+        semantic.semantic_png_from_label_ids(data, "edge.png")

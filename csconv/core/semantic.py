@@ -138,7 +138,10 @@ def semantic_png_from_label_ids(
     from PIL import Image
 
     size = gray8_size(label_ids_png, path, "labelIds")
-    ids = np.asarray(Image.open(io.BytesIO(label_ids_png)))
+    try:
+        ids = np.asarray(Image.open(io.BytesIO(label_ids_png)))
+    except (OSError, ValueError, SyntaxError) as error:
+        raise InputError(path, f"cannot decode labelIds PNG ({error})") from None
     table = np.full(256, IGNORE_LABEL, dtype=np.uint8)
     for label in BY_ID.values():
         if label.id >= 0:
