@@ -41,10 +41,7 @@ def _options(task: str | Task, source: str | Source, treat_crowd_as_ignore: bool
         if value not in {member.value for member in kind}:
             choices = " or ".join(repr(member.value) for member in kind)
             raise CsconvError(f"{name} must be {choices}, got {value!r}")
-    task, source = Task(task), Source(source)
-    if source is Source.LABEL_IDS and task is Task.PANOPTIC:
-        raise CsconvError("--source labelids only applies to semantic labels (--create_panoptic_data=false)")
-    return ConvertOptions(task=task, source=source, treat_crowd_as_ignore=treat_crowd_as_ignore,
+    return ConvertOptions(task=Task(task), source=Source(source), treat_crowd_as_ignore=treat_crowd_as_ignore,
                           label_divisor=label_divisor, png_compress_level=png_compress_level)
 
 

@@ -234,12 +234,11 @@ def _main(argv: list[str]) -> int:
 
 
 def options_from_args(args) -> ConvertOptions:
-    source = Source(args.source)
-    task = Task.PANOPTIC if args.create_panoptic_data else Task.SEMANTIC
-    if source is Source.LABEL_IDS and task is Task.PANOPTIC:
-        raise CsconvError("--source labelids only applies to semantic labels (--create_panoptic_data=false)")
     return ConvertOptions(
-        task=task, source=source, treat_crowd_as_ignore=args.treat_crowd_as_ignore, label_divisor=args.label_divisor,
+        task=Task.PANOPTIC if args.create_panoptic_data else Task.SEMANTIC,
+        source=Source(args.source),
+        treat_crowd_as_ignore=args.treat_crowd_as_ignore,
+        label_divisor=args.label_divisor,
         png_compress_level=parse_compress_level(args.png_compress_level),
     )
 

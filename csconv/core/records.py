@@ -37,6 +37,8 @@ class ConvertOptions:
     png_compress_level: int | None = None
 
     def __post_init__(self):
+        if self.source is Source.LABEL_IDS and self.task is Task.PANOPTIC:
+            raise CsconvError("--source labelids only applies to semantic labels (--create_panoptic_data=false)")
         check_compress_level(self.png_compress_level)
         # Checked before any work: 255 * divisor (the ignore label) must fit the int32 map.
         if not 1 <= self.label_divisor <= MAX_LABEL_DIVISOR:
