@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 import time
 import warnings
@@ -187,6 +188,26 @@ def build_parser() -> argparse.ArgumentParser:
     for module_name in EXTRA_COMMAND_MODULES.values():
         importlib.import_module(f"{__package__}.{module_name}").add_parser(commands)
     return parser
+
+
+def script() -> None:
+    """The `csconv` command (and `python -m csconv`): main(), then exit with its code.
+
+    A run stopped by a signal or by a dead worker has already removed its temporary
+    files when main() returns, but a worker killed while sending its result leaves the
+    process pool's thread waiting for the rest of that message, and the interpreter
+    joins that thread at exit: for ever. Such runs leave without the interpreter's exit
+    hooks, once the output streams are flushed.
+    """
+    code = main()
+    if code in (2, 128 + signal.SIGINT, 128 + signal.SIGTERM):  # error, interrupted
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
