@@ -12,8 +12,6 @@ Failure behaviour (see README, "Failure behaviour"):
 
 from __future__ import annotations
 
-import os
-import signal
 import warnings
 from dataclasses import dataclass, field
 
@@ -26,10 +24,9 @@ from .core.png import DEFAULT_MAX_PIXELS, check_max_pixels
 from .core.records import ConvertOptions, Source, Task
 from .core.sources import Dataset, open_dataset
 from .core.samples import TEST_SPLIT, Annotation, load_prepared_annotations
-from .manifest import MANIFEST_NAME
+from .manifest import MANIFEST_NAME  # noqa: F401  (tests and callers import it from here)
 from .shards import ShardJob, ShardResult, SkippedFrame
 from .progress import Progress
-from .resume import Interrupted, RunInterrupted
 
 @dataclass
 class RunSummary:
@@ -183,12 +180,8 @@ def convert(
         except BaseException as error:
             with worker_pool.signals_ignored():  # a second Ctrl-C must not interrupt the clean-up
                 output_folder.remove_temporaries(output_dir, jobs)
-            completed = len(kept) + len(done)
-            signalled = worker_pool.take_pending_signal()
-            if isinstance(error, (Interrupted, KeyboardInterrupt)) or signalled is not None:
-                signum = error.signum if isinstance(error, Interrupted) else (signalled or signal.SIGINT)
-                raise RunInterrupted(signum, completed, len(jobs), output_dir) from None
-            if isinstance(error, CsconvError) and completed:
-                error.add_note(f"{completed} of {len(jobs)} shards were completed and are kept for --resume")
+            stopped = worker_pool.stopped_run(error, len(kept) + len(done), len(jobs), output_dir, "shards")
+            if stopped is not None:
+                raise stopped from None
             raise
     return summary

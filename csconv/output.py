@@ -112,10 +112,7 @@ class ShardFile:
         self.closed = False
         self._crc32c = 0
         self._sha256 = hashlib.sha256() if sha256 else None
-        try:
-            self._fd, self.direct = _open_for_writing(self.temp_path, direct)
-        except OSError as error:
-            raise OutputError(f"{self.temp_path}: cannot create the temporary file ({describe_os_error(error)})") from None
+        self._fd, self.direct = _create_temporary(self.temp_path, direct)
         self._stored = 0  # bytes handed to the file, padding excluded
         self._writeback_started = 0
         self._unsynced = 0
@@ -336,6 +333,14 @@ def _sync_data(fd: int) -> None:
         os.fsync(fd)
 
 
+def _create_temporary(temp_path: str, direct: bool) -> tuple[int, bool]:
+    """_open_for_writing() for a temporary file; an OutputError naming it if the folder refuses."""
+    try:
+        return _open_for_writing(temp_path, direct)
+    except OSError as error:
+        raise OutputError(f"{temp_path}: cannot create the temporary file ({describe_os_error(error)})") from None
+
+
 def _open_for_writing(path: str, direct: bool) -> tuple[int, bool]:
     # O_BINARY: without it Windows writes every 0x0A byte as 0x0D 0x0A.
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
@@ -406,10 +411,7 @@ def write_file_unsynced(path: str, data) -> None:
     """
     directory, name = os.path.split(path)
     temp_path = os.path.join(directory, temp_name(name))
-    try:
-        fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
-    except OSError as error:
-        raise OutputError(f"{temp_path}: cannot create the temporary file ({describe_os_error(error)})") from None
+    fd, _ = _create_temporary(temp_path, direct=False)
     written = False
     try:
         try:
@@ -486,10 +488,7 @@ class AdoptedShardFile:
         self.closed = False
         self._sha256 = sha256
         self._digests: dict[str, str] = {}
-        try:
-            fd, _ = _open_for_writing(self.temp_path, direct=False)
-        except OSError as error:
-            raise OutputError(f"{self.temp_path}: cannot create the temporary file ({describe_os_error(error)})") from None
+        fd, _ = _create_temporary(self.temp_path, direct=False)
         os.close(fd)
 
     @property
@@ -498,17 +497,11 @@ class AdoptedShardFile:
         return dict(self._digests)
 
     def commit(self) -> None:
-        crc, sha256, size = 0, hashlib.sha256() if self._sha256 else None, 0
-        buffer = bytearray(_BLOCK)
-        view = memoryview(buffer)
         try:
+            digests = file_digests(self.temp_path, DIGESTS if self._sha256 else ("crc32c",))
             # Read and write: Windows flushes only a handle open for writing.
             with open(self.temp_path, "r+b") as f:
-                while count := f.readinto(buffer):
-                    crc = crc32c(view[:count], crc)
-                    if sha256 is not None:
-                        sha256.update(view[:count])
-                    size += count
+                size = os.fstat(f.fileno()).st_size
                 _sync_data(f.fileno())
                 if hasattr(os, "posix_fadvise"):
                     os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
@@ -516,9 +509,7 @@ class AdoptedShardFile:
             # fdatasync can be where a full disk shows (delayed allocation).
             raise path_writer_error(self.temp_path, describe_os_error(error)) from None
         self.size = size
-        self._digests = {"crc32c": f"{crc:08x}"}
-        if sha256 is not None:
-            self._digests["sha256"] = sha256.hexdigest()
+        self._digests = digests
         self.closed = True
         publish(self.temp_path, self.final_path)
 

@@ -47,14 +47,15 @@ class Interrupted(BaseException):
 class RunInterrupted(BaseException):
     """A conversion stopped by a signal, after cleaning up. The CLI exits 128 + signum."""
 
-    def __init__(self, signum: int, completed: int, total: int, output_dir: str):
-        super().__init__(signum, completed, total, output_dir)
+    def __init__(self, signum: int, completed: int, total: int, output_dir: str, unit: str = "shards"):
+        super().__init__(signum, completed, total, output_dir, unit)
         self.signum, self.completed, self.total, self.output_dir = signum, completed, total, output_dir
+        self.unit = unit  # what completed counts: shards, or the prework's frames
 
     def __str__(self) -> str:
         name = signal.Signals(self.signum).name
         return (
-            f"interrupted by {name}: {self.completed} of {self.total} shards complete in {self.output_dir} "
+            f"interrupted by {name}: {self.completed} of {self.total} {self.unit} complete in {self.output_dir} "
             "(kept for --resume), temporary files removed"
         )
 

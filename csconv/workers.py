@@ -23,7 +23,7 @@ from . import plugins
 from .allocator import keep_frame_buffers
 from .core.errors import CsconvError
 from .progress import Progress
-from .resume import Interrupted, read_record
+from .resume import Interrupted, RunInterrupted, read_record
 from .shards import ShardJob, ShardResult, write_shard
 
 
@@ -31,14 +31,22 @@ class WorkerDied(CsconvError):
     pass
 
 
-def _init_worker(progress_writer) -> None:
-    # The parent decides how to stop: workers ignore Ctrl-C (sent to the whole process
-    # group) and die at once on SIGTERM or SIGKILL; the parent then removes their
-    # temporary files.
+def prepare_worker() -> None:
+    """First thing in every worker process, of shards or of the prework's frames.
+
+    The parent decides how to stop: workers ignore Ctrl-C (sent to the whole process
+    group) and die at once on SIGTERM or SIGKILL; the parent then removes their
+    temporary files. The file size limit is an error, not a signal, and a worker dies
+    with the main process.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     ignore_file_size_signal()
     _die_with_parent()
+
+
+def _init_worker(progress_writer) -> None:
+    prepare_worker()
     global _progress_writer
     _progress_writer = progress_writer
 
@@ -101,65 +109,96 @@ _KILL_WAIT_SECONDS = 10.0
 def _run_parallel(jobs: list[ShardJob], workers: int, progress: Progress, results: list) -> list[ShardResult]:
     context = multiprocessing.get_context(_start_method(jobs))
     reader, writer = context.Pipe(duplex=False)
-    # A signal only sets a flag, acted on between polls: raised in the middle of the
-    # executor's own bookkeeping it could leave that unable to stop.
-    _signal_state.deferred = True
     executor = ProcessPoolExecutor(
         max_workers=min(workers, len(jobs)), mp_context=context, initializer=_init_worker, initargs=(writer,)
     )
     processes: dict = {}
     writing: dict[int, int] = {}  # worker pid -> number of the job it announced last
     try:
-        pending = {}
-        for number, job in enumerate(jobs):
+        with signals_deferred():
             try:
-                pending[executor.submit(_worker_write_shard, number, job)] = number
-            except BrokenProcessPool:  # a worker died already
-                _read_progress(reader, progress, writing)
-                raise _worker_died(jobs, processes, writing, results) from None
-            # Kept to kill them and to tell which one died. With fork the first submit()
-            # starts every worker, before the executor's thread (no thread may run at a
-            # fork); with spawn each submit() may start one more.
-            processes.update(executor._processes or {})
-        while pending:
-            _raise_if_signalled()
-            finished, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-            _read_progress(reader, progress, writing)
-            error, broken = None, False
-            for future in finished:
-                del pending[future]
-                try:
-                    results.append(future.result())
-                except BrokenProcessPool:
-                    broken = True
-                except BaseException as raised:
-                    error = error or raised
-            if error is not None:  # a shard's own error: a worker that died meanwhile is its consequence
-                raise error
-            if broken:
-                raise _worker_died(jobs, processes, writing, results)
-        # The workers exit once told to: a wait that signals can still cut short.
-        manager = executor._executor_manager_thread
-        executor.shutdown(wait=False)
-        while manager is not None and manager.is_alive():
-            _raise_if_signalled()
-            manager.join(0.1)
-    except BaseException:
-        _kill(processes)
-        manager = executor._executor_manager_thread
-        executor.shutdown(wait=False, cancel_futures=True)
-        if manager is not None:
-            # With the workers gone it ends at once; left running, it would race the
-            # interpreter's exit, which wakes it up through a pipe it may be closing (EBADF).
-            manager.join(_KILL_WAIT_SECONDS)
-        raise
+                pending = {}
+                for number, job in enumerate(jobs):
+                    try:
+                        pending[executor.submit(_worker_write_shard, number, job)] = number
+                    except BrokenProcessPool:  # a worker died already
+                        _read_progress(reader, progress, writing)
+                        raise _worker_died(jobs, processes, writing, results) from None
+                    track_workers(executor, processes)
+                while pending:
+                    raise_if_signalled()
+                    finished, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                    _read_progress(reader, progress, writing)
+                    error, broken = None, False
+                    for future in finished:
+                        del pending[future]
+                        try:
+                            results.append(future.result())
+                        except BrokenProcessPool:
+                            broken = True
+                        except BaseException as raised:
+                            error = error or raised
+                    if error is not None:  # a shard's own error: a worker that died meanwhile is its consequence
+                        raise error
+                    if broken:
+                        raise _worker_died(jobs, processes, writing, results)
+                finish_executor(executor)
+            except BaseException:
+                abandon_executor(executor, processes)
+                raise
     finally:
         _read_progress(reader, progress, writing)
         reader.close()
         writer.close()
-        _signal_state.deferred = False
-    _raise_if_signalled()
+    raise_if_signalled()
     return results
+
+
+# -- process pools: shards here, the prework's frames in prework/pool.py -------------------
+
+
+def track_workers(executor: ProcessPoolExecutor, processes: dict) -> None:
+    """Add the executor's worker processes (pid -> Process) to `processes`, after a submit().
+
+    Kept to kill them and to tell which one died: the executor offers no way to stop a
+    running task. With fork the first submit() starts every worker, before the
+    executor's thread (no thread may run at a fork); with spawn each may start one more.
+    """
+    processes.update(executor._processes or {})
+
+
+def finish_executor(executor: ProcessPoolExecutor) -> None:
+    """Shut down an executor whose work is done; the wait for its workers to exit is one a
+    signal can still cut short (inside signals_deferred())."""
+    manager = executor._executor_manager_thread
+    executor.shutdown(wait=False)
+    while manager is not None and manager.is_alive():
+        raise_if_signalled()
+        manager.join(0.1)
+
+
+def abandon_executor(executor: ProcessPoolExecutor, processes: dict) -> None:
+    """Stop an executor at once, on a signal or an error: kill its workers, cancel the rest."""
+    kill_workers(processes)
+    manager = executor._executor_manager_thread
+    executor.shutdown(wait=False, cancel_futures=True)
+    if manager is not None:
+        # With the workers gone it ends at once; left running, it would race the
+        # interpreter's exit, which wakes it up through a pipe it may be closing (EBADF).
+        manager.join(_KILL_WAIT_SECONDS)
+
+
+def exit_codes_after_break(processes: dict) -> dict[int, int]:
+    """pid -> exit status of the workers of a broken pool that have ended.
+
+    The executor fails the futures, then terminates the other workers with SIGTERM,
+    which tells them apart from the one that died first. Exit statuses show once the
+    executor's thread has reaped the processes (a poll racing it sees none yet).
+    """
+    deadline = time.monotonic() + 2.0
+    while any(p.exitcode is None for p in processes.values()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return {pid: p.exitcode for pid, p in processes.items() if p.exitcode is not None}
 
 
 def _start_method(jobs: list[ShardJob]) -> str:
@@ -182,13 +221,7 @@ def _read_progress(reader, progress: Progress, writing: dict[int, int]) -> None:
 def _worker_died(jobs: list[ShardJob], processes: dict, writing: dict[int, int], results: list) -> WorkerDied:
     """The error naming the shard whose worker died without a result."""
     _recover_results(jobs, results)
-    # The executor fails the futures, then terminates the other workers with SIGTERM,
-    # which tells them apart from the one that died first. Exit statuses show once the
-    # executor's thread has reaped the processes (a poll racing it sees none yet).
-    deadline = time.monotonic() + 2.0
-    while any(p.exitcode is None for p in processes.values()) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    dead = {pid: p.exitcode for pid, p in processes.items() if p.exitcode is not None}
+    dead = exit_codes_after_break(processes)
     culprits = {pid: code for pid, code in dead.items() if code != -signal.SIGTERM} or dead
     finished = {(r.split, r.index) for r in results}
     for pid, code in sorted(culprits.items()):
@@ -197,9 +230,9 @@ def _worker_died(jobs: list[ShardJob], processes: dict, writing: dict[int, int],
             job = jobs[number]
             return WorkerDied(
                 f"{os.path.join(job.output_dir, job.shard_name)}: the worker process writing this shard died "
-                f"({_how_it_ended(code)}); its temporary file is removed"
+                f"({how_it_ended(code)}); its temporary file is removed"
             )
-    how = "; ".join(_how_it_ended(code) for code in culprits.values()) or "cause unknown"
+    how = "; ".join(how_it_ended(code) for code in culprits.values()) or "cause unknown"
     return WorkerDied(f"{jobs[0].output_dir}: a worker process died between shards ({how})")
 
 
@@ -218,7 +251,7 @@ def _recover_results(jobs: list[ShardJob], results: list) -> None:
                 pass
 
 
-def _how_it_ended(exitcode: int) -> str:
+def how_it_ended(exitcode: int) -> str:
     if exitcode >= 0:
         return f"exited with status {exitcode}"
     try:
@@ -230,7 +263,7 @@ def _how_it_ended(exitcode: int) -> str:
     return f"killed by {name}"
 
 
-def _kill(processes: dict) -> None:
+def kill_workers(processes: dict) -> None:
     """SIGKILL every worker and wait, boundedly, until they are gone: only then may the
     caller remove their temporary files without one being written again."""
     for process in processes.values():
@@ -253,13 +286,26 @@ class _SignalState:
 _signal_state = _SignalState()
 
 
+def stopped_run(error: BaseException, completed: int, total: int, where: str, unit: str) -> BaseException | None:
+    """After a stopped run has cleaned up: the RunInterrupted to raise in place of `error`
+    when a signal stopped it, else None (re-raise `error`, which, when some of the run's
+    `unit` were completed, gets the note that they are kept for --resume)."""
+    signalled = take_pending_signal()
+    if isinstance(error, (Interrupted, KeyboardInterrupt)) or signalled is not None:
+        signum = error.signum if isinstance(error, Interrupted) else (signalled or signal.SIGINT)
+        return RunInterrupted(signum, completed, total, where, unit)
+    if isinstance(error, CsconvError) and completed:
+        error.add_note(f"{completed} of {total} {unit} were completed and are kept for --resume")
+    return None
+
+
 def take_pending_signal() -> int | None:
     """The signal recorded but not yet raised, if any; clears it."""
     signum, _signal_state.received = _signal_state.received, None
     return signum
 
 
-def _raise_if_signalled() -> None:
+def raise_if_signalled() -> None:
     if _signal_state.received is not None:
         signum, _signal_state.received = _signal_state.received, None
         raise Interrupted(signum)
@@ -282,10 +328,22 @@ def signals_raise_interrupted():
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
-        _raise_if_signalled()
+        raise_if_signalled()
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+@contextmanager
+def signals_deferred():
+    """Inside signals_raise_interrupted(): while the block runs a signal is only recorded,
+    and raise_if_signalled() raises it where stopping is safe: raised in the middle of a
+    process pool's own bookkeeping it could leave the pool unable to stop."""
+    _signal_state.deferred = True
+    try:
+        yield
+    finally:
+        _signal_state.deferred = False
 
 
 def ignore_signals() -> None:
@@ -307,41 +365,3 @@ def signals_ignored():
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
-
-
-# -- for process pools of other jobs than shards (the prework's frames) -------------------
-
-
-def prepare_worker() -> None:
-    """First thing in such a worker process, for the reasons _init_worker gives: Ctrl-C
-    ignored, SIGTERM fatal, the file size limit an error, dead with the main process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    ignore_file_size_signal()
-    _die_with_parent()
-
-
-@contextmanager
-def signals_deferred():
-    """Inside signals_raise_interrupted(): while the block runs a signal is only recorded,
-    and raise_if_signalled() raises it where stopping is safe (never in the middle of a
-    process pool's own bookkeeping)."""
-    _signal_state.deferred = True
-    try:
-        yield
-    finally:
-        _signal_state.deferred = False
-
-
-def raise_if_signalled() -> None:
-    _raise_if_signalled()
-
-
-def kill_workers(processes: dict) -> None:
-    """SIGKILL a pool's worker processes (pid -> Process) and wait, boundedly, until they are gone."""
-    _kill(processes)
-
-
-def how_it_ended(exitcode: int) -> str:
-    """A worker process's exit status in words, e.g. 'killed by SIGKILL; out of memory?'."""
-    return _how_it_ended(exitcode)

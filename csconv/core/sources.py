@@ -280,11 +280,8 @@ def _read_member(archive_path: str, member: str) -> bytes:
     # member that inflates beyond what it declares ends as BadZipFile below.
     try:
         return archive.read(info)
-    except KeyError:
-        raise InputError(where, "not in the archive") from None
     except NotImplementedError:
-        method = archive.getinfo(member).compress_type
-        name = _COMPRESSION_NAMES.get(method, f"method {method}")
+        name = _COMPRESSION_NAMES.get(info.compress_type, f"method {info.compress_type}")
         raise InputError(
             where, f"compressed with {name}, which Python's zipfile cannot read; re-pack the archive with Deflate"
         ) from None

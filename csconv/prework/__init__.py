@@ -20,9 +20,9 @@ from ..core.discover import parse_splits
 from ..core.errors import CsconvError
 from ..core.png import parse_compress_level
 from ..core.prework import DEFAULT_KINDS, Kind
-from .runner import PreworkInterrupted, PreworkSummary, prework
+from .runner import PreworkSummary, prework
 
-__all__ = ["prework", "PreworkInterrupted", "PreworkSummary", "add_parser", "run", "run_with", "add_run_flags"]
+__all__ = ["prework", "PreworkSummary", "add_parser", "run", "run_with", "add_run_flags"]
 
 
 def parse_kinds(text: str) -> tuple[Kind, ...]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import sys
-import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
@@ -18,8 +17,6 @@ from ..workers import WorkerDied
 
 # Tasks waiting in the pool's queue per worker: enough that no worker idles between two.
 _QUEUED_PER_WORKER = 4
-# How long the executor's thread may take to notice its killed workers.
-_MANAGER_WAIT_SECONDS = 10.0
 
 
 def run_tasks(function, tasks: list, workers: int, on_done, where: str) -> None:
@@ -48,8 +45,7 @@ def run_tasks(function, tasks: list, workers: int, on_done, where: str) -> None:
                         pending[executor.submit(function, task)] = task
                     except BrokenProcessPool:
                         raise _died(where, processes) from None
-                    # Kept to kill them: the executor offers no way to stop a running task.
-                    processes.update(executor._processes or {})
+                    worker_pool.track_workers(executor, processes)
                 if not pending:
                     break
                 worker_pool.raise_if_signalled()
@@ -61,29 +57,16 @@ def run_tasks(function, tasks: list, workers: int, on_done, where: str) -> None:
                     except BrokenProcessPool:
                         raise _died(where, processes) from None
                     on_done(result)
-            manager = executor._executor_manager_thread
-            executor.shutdown(wait=False)
-            while manager is not None and manager.is_alive():
-                worker_pool.raise_if_signalled()
-                manager.join(0.1)
+            worker_pool.finish_executor(executor)
         except BaseException:
-            worker_pool.kill_workers(processes)
-            executor.shutdown(wait=False, cancel_futures=True)
-            # Gone before the interpreter exits, whose hook for the executor would
-            # otherwise race the thread closing its wake-up pipe.
-            manager = executor._executor_manager_thread
-            if manager is not None:
-                manager.join(_MANAGER_WAIT_SECONDS)
+            worker_pool.abandon_executor(executor, processes)
             raise
     worker_pool.raise_if_signalled()
 
 
 def _died(where: str, processes: dict) -> WorkerDied:
-    # The pool terminates the other workers (SIGTERM) when one dies; the dead one's status
-    # shows once the executor's thread has reaped it.
-    deadline = time.monotonic() + 2.0
-    while any(p.exitcode is None for p in processes.values()) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    endings = sorted({p.exitcode for p in processes.values() if p.exitcode not in (None, 0, -signal.SIGTERM)})
+    # The one that died first is the one not ended by the pool's own SIGTERM.
+    endings = sorted({code for code in worker_pool.exit_codes_after_break(processes).values()
+                      if code not in (0, -signal.SIGTERM)})
     how = "; ".join(worker_pool.how_it_ended(code) for code in endings) or "cause unknown"
     return WorkerDied(f"{where}: a worker process died ({how})")

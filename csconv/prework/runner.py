@@ -5,13 +5,12 @@ Failure behaviour, as conversion's: every file appears under its final name only
 complete (written beside it under a hidden temporary name, then renamed); a file this
 run would write that is already there is refused unless --overwrite; --resume keeps
 what the records prove complete (records.py); SIGINT / SIGTERM stop the workers, remove
-the temporary files and raise PreworkInterrupted.
+the temporary files and raise resume.RunInterrupted (counting frames).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 from dataclasses import dataclass, field, replace
 
 from .. import workers as worker_pool
@@ -22,7 +21,7 @@ from ..core.sources import open_gtfine
 from ..output import sync_file_system, temp_name, write_file_unsynced
 from ..output_folder import make_output_dir, remove_file
 from ..progress import Progress
-from ..resume import Interrupted, RunInterrupted, output_lock
+from ..resume import output_lock
 from . import records
 from .frames import FrameDone, make_frame
 from .plan import Layout, Plan, make_plan
@@ -37,15 +36,6 @@ class PreworkSummary:
     kept: int = 0  # files an earlier run had completed, kept by --resume
     bytes: int = 0  # of the files written
     seconds: float = 0.0
-
-
-class PreworkInterrupted(RunInterrupted):
-    def __str__(self) -> str:
-        name = signal.Signals(self.signum).name
-        return (
-            f"interrupted by {name}: {self.completed} of {self.total} frames complete in {self.output_dir} "
-            "(kept for --resume), temporary files removed"
-        )
 
 
 def prework(
@@ -203,12 +193,9 @@ def _run(plan, layout, kinds, compress_level, journal, kept, workers, show_progr
                 _remove_temporaries_and_list(plan)
             except (OSError, CsconvError):
                 pass  # the folder itself is unusable: the error being raised says why
-        signalled = worker_pool.take_pending_signal()
-        if isinstance(error, (Interrupted, KeyboardInterrupt)) or signalled is not None:
-            signum = error.signum if isinstance(error, Interrupted) else (signalled or signal.SIGINT)
-            raise PreworkInterrupted(signum, done.frames_done, len(tasks), root) from None
-        if isinstance(error, CsconvError) and done.frames_done:
-            error.add_note(f"{done.frames_done} of {len(tasks)} frames were completed and are kept for --resume")
+        stopped = worker_pool.stopped_run(error, done.frames_done, len(tasks), root, "frames")
+        if stopped is not None:
+            raise stopped from None
         raise
     written = len(done.files) - len(kept.files)
     return PreworkSummary(plan.counts, done.frames_done, written, len(kept.files), done.bytes, progress.elapsed)

@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from ..core.records import Sample
 from ..hookspecs import hookimpl
 from ..output import path_writer_error
-from .base import RandomAccessShard, ShardWriter, Sink, split_of_shard
-from .tfrecord import example_parts, sample_from_example
+from .base import RandomAccessShard, ShardWriter, split_of_shard
+from .tfrecord import ExampleShardsSink, example_parts, sample_from_example
 
 ARRAY_RECORD_MODULE = "array_record.python.array_record_module"
 WRITER_OPTIONS = "group_size:1"
@@ -84,7 +84,7 @@ class ArrayRecordShard(RandomAccessShard):
         self.reader.close()
 
 
-class ArrayRecordSink(Sink):
+class ArrayRecordSink(ExampleShardsSink):
     name = "arrayrecord"
     description = "ArrayRecord shards (group_size:1) of DeepLab2's tf.train.Example, for Grain / TFDS / Kauldron"
     requires = (("array_record", "arrayrecord"),)
@@ -114,11 +114,6 @@ class ArrayRecordSink(Sink):
                 yield reader.read()
         finally:
             reader.close()
-
-    def read_shard(self, path: str) -> Iterator[Sample]:
-        split = split_of_shard(path)
-        for record in self.serialized_examples(path):
-            yield sample_from_example(record, split)
 
     def open_random_access(self, path: str) -> RandomAccessShard:
         return ArrayRecordShard(path)

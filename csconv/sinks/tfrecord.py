@@ -128,7 +128,21 @@ class TFRecordShard(RandomAccessShard):
         self.file.close()
 
 
-class TFRecordSink(Sink):
+class ExampleShardsSink(Sink):
+    """A sink whose records are DeepLab2's serialized tf.train.Examples (TFRecord,
+    ArrayRecord): samples are parsed from serialized_examples(), which verify also
+    compares feature by feature."""
+
+    def serialized_examples(self, path: str) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def read_shard(self, path: str) -> Iterator[Sample]:
+        split = split_of_shard(path)
+        for record in self.serialized_examples(path):
+            yield sample_from_example(record, split)
+
+
+class TFRecordSink(ExampleShardsSink):
     name = "tfrecord"
     description = "DeepLab2's sharded TFRecords of tf.train.Example (the reference)"
 
@@ -142,11 +156,6 @@ class TFRecordSink(Sink):
         """The serialized tf.train.Examples of a shard, in order (verify compares their features)."""
         with open(path, "rb") as f:
             yield from tfrecord_format.iter_records(f)
-
-    def read_shard(self, path: str) -> Iterator[Sample]:
-        split = split_of_shard(path)
-        for record in self.serialized_examples(path):
-            yield sample_from_example(record, split)
 
     def open_random_access(self, path: str) -> RandomAccessShard:
         return TFRecordShard(path)
