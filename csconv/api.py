@@ -17,8 +17,8 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
 
-from .convert import RunSummary
-from .convert import convert as _convert
+from .pipeline.convert import RunSummary
+from .pipeline.convert import convert as _convert
 from .core import discover
 from .core.errors import CsconvError
 from .core.png import DEFAULT_MAX_PIXELS
@@ -26,7 +26,7 @@ from .core.records import ConvertOptions, Sample, Source, Task
 from .core.samples import TEST_SPLIT, build_sample, load_prepared_annotations
 from .core.sources import open_dataset
 from .reading import OutputSplit, read
-from .resume import RunInterrupted
+from .pipeline.resume import RunInterrupted
 
 PathLike = str | os.PathLike
 
@@ -162,8 +162,8 @@ def _in_order(jobs: list[tuple], workers: int, lookahead: int) -> Iterator[Sampl
 
 
 def _init_worker() -> None:
-    from .allocator import keep_frame_buffers
-    from .workers import _die_with_parent
+    from .pipeline.allocator import keep_frame_buffers
+    from .pipeline.workers import _die_with_parent
 
     # Ctrl-C reaches the whole process group; the caller's process decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

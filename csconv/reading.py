@@ -108,7 +108,7 @@ class OutputSplit(Sequence[Sample]):
 
 def read(output_dir: str | os.PathLike, split: str) -> OutputSplit:
     """One split of a csconv output of any sink (or of DeepLab2's own TFRecord folder)."""
-    from .verify import open_output  # the same reading of a folder as verify and --against
+    from .inspection.verify import open_output  # the same reading of a folder as verify and --against
 
     output_dir = os.fspath(output_dir)
     output = open_output(output_dir)
@@ -127,7 +127,7 @@ def read(output_dir: str | os.PathLike, split: str) -> OutputSplit:
         shards.append((path, count))
     divisor = 1000
     if output.has_manifest:
-        from .manifest import load
+        from .pipeline.manifest import load
 
         divisor = int(load(output_dir).get("options", {}).get("label_divisor", 1000))
     return OutputSplit(output_dir, split, output.sink, output.sink_name, shards, divisor)

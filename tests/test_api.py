@@ -25,7 +25,7 @@ from csconv.sinks.tfrecord import TFRecordSink
 
 SPLITS = {"train": 13, "val": 3, "test": 2}
 SINK_NAMES = ("tfrecord", "parquet", "webdataset", "arrayrecord")
-pytestmark = pytest.mark.filterwarnings("ignore::csconv.convert.SplitSizeWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::csconv.SplitSizeWarning")
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +180,7 @@ def test_samples_stop_early_and_errors_come_in_order(root, tmp_path):
 
 
 def test_stats_of_samples_equal_csconv_stats(root, outputs):
-    from csconv.stats import compute_stats, frame_instances
+    from csconv.inspection.stats import compute_stats, frame_instances
 
     (expected,) = compute_stats(str(outputs["tfrecord"]), ["train"])
     pixels = np.zeros(256, dtype=np.int64)
@@ -307,9 +307,9 @@ def test_pytorch_dataloader_forked_after_the_parent_read(outputs):
 
 
 def test_public_names():
-    assert set(csconv.__all__) >= {"convert", "samples", "read", "CsconvError", "Sample", "__version__"}
+    assert set(csconv.__all__) >= {"convert", "samples", "read", "CsconvError", "SplitSizeWarning", "Sample", "__version__"}
     for name in csconv.__all__:
         assert getattr(csconv, name) is not None
-    from csconv.convert import convert as pipeline  # the module of the same name stays importable
+    from csconv.api import convert
 
-    assert csconv.convert is not pipeline and callable(csconv.convert)
+    assert csconv.convert is convert

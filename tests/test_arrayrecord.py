@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from conftest import deeplab2_feature_spec
-from csconv.convert import convert
-from csconv.manifest import MANIFEST_NAME
+from csconv.pipeline.convert import convert
+from csconv.pipeline.manifest import MANIFEST_NAME
 from csconv.output import AdoptedShardFile, OutputError, file_digests
-from csconv.shards import open_shard
+from csconv.pipeline.shards import open_shard
 from csconv.sinks.arrayrecord import ArrayRecordSink
 from test_sinks_roundtrip import realistic_samples
 
@@ -223,8 +223,8 @@ def test_output_disk_full_is_one_line_and_leaves_no_partial_shard(converted, tmp
 
 
 def test_preview_and_stats_read_arrayrecord_output_as_they_read_tfrecords(converted, tmp_path):
-    from csconv.preview import preview
-    from csconv.stats import compute_stats, format_table
+    from csconv.inspection.preview import preview
+    from csconv.inspection.stats import compute_stats, format_table
 
     assert format_table(compute_stats(str(converted / "arrayrecord"))) == format_table(
         compute_stats(str(converted / "tfrecord")))

@@ -3,6 +3,8 @@
 import pytest
 
 from csconv import cli
+from csconv.cli.convert import options_from_args
+from csconv.cli.flags import normalise_argv
 
 
 @pytest.mark.parametrize(
@@ -17,24 +19,24 @@ from csconv import cli
     ],
 )
 def test_flag_spellings_are_normalised(argv, expected):
-    assert cli.normalise_argv(argv) == expected
+    assert normalise_argv(argv) == expected
 
 
 def parse(*argv):
-    argv = cli.normalise_argv(list(argv))
-    return cli.build_parser().parse_args(["convert", *argv])
+    argv = normalise_argv(list(argv))
+    return cli.build_parser("convert").parse_args(["convert", *argv])
 
 
 def test_deeplab2_command_line_parses():
     args = parse("--cityscapes_root=R", "--output_dir=O", "--create_panoptic_data=false", "--treat_crowd_as_ignore=false")
-    options = cli.options_from_args(args)
+    options = options_from_args(args)
     assert (args.cityscapes_root, args.output_dir) == ("R", "O")
     assert options.task.value == "semantic" and options.treat_crowd_as_ignore is False
 
 
 def test_defaults_are_the_references():
     args = parse("--cityscapes_root", "R", "--output_dir", "O")
-    options = cli.options_from_args(args)
+    options = options_from_args(args)
     assert options.task.value == "panoptic" and options.treat_crowd_as_ignore and options.label_divisor == 1000
     assert args.num_shards == 10 and args.sink == "tfrecord" and args.splits is None  # those present
 
@@ -97,3 +99,22 @@ def test_demo_converts_with_every_sink_and_reads_back(tmp_path):
         line = next(l for l in result.stdout.splitlines() if l.startswith(sink))
         assert "13 records in 30 shards" in line and "identical to the tfrecord reference" in line
     assert "warning" not in result.stderr.lower()
+
+
+def test_a_command_module_is_imported_only_when_it_runs():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from csconv.cli import main\n"
+        "from csconv.cli.registry import COMMANDS\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('loaded:', *sorted(m for m, _ in COMMANDS.values() if 'csconv.cli.' + m in sys.modules))\n"
+    )
+    for argv, loaded in ((["--help"], []), (["stats", "--help"], ["stats"]), (["--bogus"], ["convert"])):
+        done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
+        assert done.stdout.splitlines()[-1].split() == ["loaded:", *loaded], (argv, done.stdout[-300:])

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import parse_examples, read_tfrecord
-from csconv.convert import convert
+from csconv.pipeline.convert import convert
 from csconv.plugins import sinks
 from csconv.core.records import ConvertOptions, Task
 

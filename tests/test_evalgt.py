@@ -20,7 +20,7 @@ import pytest
 from conftest import console_script
 from PIL import Image
 
-from csconv import evalgt
+from csconv.cli import eval_gt as eval_gt_command
 from csconv.core.panoptic_gt import segment_table
 from csconv.core.errors import CsconvError, InputError
 from csconv.synthetic import generate_dataset
@@ -29,7 +29,7 @@ from csconv.synthetic import generate_dataset
 def parse(*argv: str):
     """In-process runs get one worker (the last --workers given counts): no fork of pytest."""
     parser = argparse.ArgumentParser(prog="csconv")
-    evalgt.add_parser(parser.add_subparsers(dest="command"))
+    eval_gt_command.add_parser(parser.add_subparsers(dest="command"))
     return parser.parse_args(["eval-gt", "--workers", "1", *argv])
 
 
@@ -75,7 +75,7 @@ def trees(tmp_path_factory):
     shutil.copytree(raw, reference)
     run_reference(reference, SPLITS)
     out = base / "ours"
-    assert evalgt.run(parse("--cityscapes_root", str(raw), "--output_dir", str(out))) == 0
+    assert eval_gt_command.run(parse("--cityscapes_root", str(raw), "--output_dir", str(out))) == 0
     return raw, reference, out
 
 
@@ -91,7 +91,7 @@ def test_identical_to_cs_create_panoptic_imgs_on_real_frames(tmp_path):
     shutil.copytree(REAL, reference)
     run_reference(reference, ["train"])
     out = tmp_path / "ours"
-    assert evalgt.run(parse("--cityscapes_root", str(REAL), "--output_dir", str(out))) == 0
+    assert eval_gt_command.run(parse("--cityscapes_root", str(REAL), "--output_dir", str(out))) == 0
     assert_same_output(reference / "gtFine", out, ["train"])
 
 
@@ -134,7 +134,7 @@ def test_named_splits_and_workers(trees, tmp_path):
 def test_compress_level_trades_bytes_not_pixels(trees, tmp_path, flag):
     raw, reference, _ = trees
     out = tmp_path / "fast"
-    assert evalgt.run(parse("--cityscapes_root", str(raw), "--output_dir", str(out), "--splits", "train", flag, "1")) == 0
+    assert eval_gt_command.run(parse("--cityscapes_root", str(raw), "--output_dir", str(out), "--splits", "train", flag, "1")) == 0
     assert_same_output(reference / "gtFine", out, ["train"], same_bytes=False)
 
 
@@ -157,11 +157,11 @@ def test_bad_compress_level_is_one_line_exit_2(trees, tmp_path, level):
 def test_split_without_instance_ids_is_an_input_error(trees, tmp_path):
     raw, _, _ = trees
     with pytest.raises(InputError, match="no \\*_instanceIds.png"):
-        evalgt.run(parse("--cityscapes_root", str(raw), "--output_dir", str(tmp_path), "--splits", "train_extra"))
+        eval_gt_command.run(parse("--cityscapes_root", str(raw), "--output_dir", str(tmp_path), "--splits", "train_extra"))
     with pytest.raises(InputError, match="no gtFine"):
-        evalgt.run(parse("--cityscapes_root", str(tmp_path), "--output_dir", str(tmp_path / "o")))
+        eval_gt_command.run(parse("--cityscapes_root", str(tmp_path), "--output_dir", str(tmp_path / "o")))
     with pytest.raises(CsconvError):
-        evalgt.run(parse("--cityscapes_root", str(raw), "--output_dir", str(tmp_path), "--splits", ","))
+        eval_gt_command.run(parse("--cityscapes_root", str(raw), "--output_dir", str(tmp_path), "--splits", ","))
 
 
 def test_segment_table_matches_masks():

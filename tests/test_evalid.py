@@ -26,19 +26,20 @@ import pytest
 from conftest import console_script
 from PIL import Image
 
-from csconv import evalgt, evalid
-from csconv.convert import convert
+from csconv.cli import to_evalid as to_evalid_command
+from csconv.evaluation import ground_truth, predictions
+from csconv.pipeline.convert import convert
 from csconv.core.errors import CsconvError, InputError
 from csconv.core.labels import BY_NAME
 from csconv.core.records import ConvertOptions
 from csconv.plugins import get_sink
 from csconv.synthetic import generate_dataset
-from csconv.verify import load_manifest
+from csconv.inspection.verify import load_manifest
 
 
 def parse(*argv: str):
     parser = argparse.ArgumentParser(prog="csconv")
-    evalid.add_parser(parser.add_subparsers(dest="command"))
+    to_evalid_command.add_parser(parser.add_subparsers(dest="command"))
     return parser.parse_args(["to-evalid", *argv])
 
 
@@ -79,7 +80,7 @@ def setup(tmp_path_factory):
             Image.fromarray(np.ascontiguousarray(rgb), "RGB").save(target)
 
     gt = base / "gt"
-    evalgt.eval_gt(str(root), str(gt), ["val"])
+    ground_truth.eval_gt(str(root), str(gt), ["val"])
     return dict(base=base, root=root, samples=samples, semantic_in=semantic_in, panoptic_in=panoptic_in, gt=gt)
 
 
@@ -110,7 +111,7 @@ def run_panoptic_evaluator(gt: Path, prediction_json: Path, results_file: Path) 
 
 def test_semantic_predictions_score_miou_1(setup, tmp_path):
     out = tmp_path / "results"
-    assert evalid.run(parse(str(setup["semantic_in"]), "--output_dir", str(out), "--kind", "semantic")) == 0
+    assert to_evalid_command.run(parse(str(setup["semantic_in"]), "--output_dir", str(out), "--kind", "semantic")) == 0
     written = sorted(p.relative_to(out) for p in out.rglob("*.png"))
     assert len(written) == 4 and all(p.parent.name in p.name for p in written)  # city folders kept
     result = run_pixel_evaluator(setup["root"], out, tmp_path)
@@ -125,7 +126,7 @@ def test_semantic_predictions_score_miou_1(setup, tmp_path):
 def test_panoptic_predictions_score_pq_100(setup, tmp_path):
     out = tmp_path / "results"
     h, w = setup["samples"][0].height, setup["samples"][0].width
-    assert evalid.run(parse(str(setup["panoptic_in"]), "--output_dir", str(out), "--kind", "panoptic",
+    assert to_evalid_command.run(parse(str(setup["panoptic_in"]), "--output_dir", str(out), "--kind", "panoptic",
                             "--height", str(h), "--width", str(w))) == 0
     prediction_json = out / "cityscapes_panoptic_val.json"
     with open(prediction_json) as f:
@@ -152,7 +153,7 @@ def test_panoptic_evaluation_notices_merged_instances(setup, tmp_path):
         label[label // 1000 == car] = car * 1000
         np.save(source / f"{sample.filename}.npy", label)
     out = tmp_path / "results"
-    assert evalid.run(parse(str(source), "--output_dir", str(out), "--kind", "panoptic")) == 0
+    assert to_evalid_command.run(parse(str(source), "--output_dir", str(out), "--kind", "panoptic")) == 0
     result = run_panoptic_evaluator(setup["gt"], out / "cityscapes_panoptic_val.json", tmp_path / "pq.json")
     assert result["per_class"][str(BY_NAME["car"].id)]["pq"] < 1.0
     assert result["Things"]["pq"] < 1.0
@@ -167,7 +168,7 @@ def test_panoptic_segments_rules():
             [sky.train_id * 1000, 255000, 255000, 255000],
         ]
     )
-    rgb, segments = evalid.panoptic_to_coco(p, "test")
+    rgb, segments = predictions.panoptic_to_coco(p, "test")
     rgb = rgb.astype(np.int64)
     ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
     by_id = {s["id"]: s for s in segments}
@@ -182,17 +183,17 @@ def test_panoptic_segments_rules():
 
 def test_semantic_mapping_and_errors(tmp_path):
     train_ids = np.array([[0, 13, 18, 255]], dtype=np.uint8)
-    assert evalid.semantic_to_label_ids(train_ids, "x").tolist() == [[7, 26, 33, 0]]
+    assert predictions.semantic_to_label_ids(train_ids, "x").tolist() == [[7, 26, 33, 0]]
     Image.fromarray(np.array([[0, 19]], dtype=np.uint8)).save(tmp_path / "bad_000000_000000.png")
     with pytest.raises(InputError, match="19"):
-        evalid.run(parse(str(tmp_path / "bad_000000_000000.png"), "--output_dir", str(tmp_path / "o"), "--kind", "semantic"))
+        to_evalid_command.run(parse(str(tmp_path / "bad_000000_000000.png"), "--output_dir", str(tmp_path / "o"), "--kind", "semantic"))
     np.zeros(8, "<i4").tofile(tmp_path / "a_000000_000000.raw")
     with pytest.raises(CsconvError, match="--height and --width"):
-        evalid.run(parse(str(tmp_path / "a_000000_000000.raw"), "--output_dir", str(tmp_path / "o"), "--kind", "panoptic"))
+        to_evalid_command.run(parse(str(tmp_path / "a_000000_000000.raw"), "--output_dir", str(tmp_path / "o"), "--kind", "panoptic"))
     with pytest.raises(InputError, match="bytes"):
-        evalid.run(parse(str(tmp_path / "a_000000_000000.raw"), "--output_dir", str(tmp_path / "o"), "--kind", "panoptic",
+        to_evalid_command.run(parse(str(tmp_path / "a_000000_000000.raw"), "--output_dir", str(tmp_path / "o"), "--kind", "panoptic",
                          "--height", "3", "--width", "3"))
     sixteen = np.array([[13001, 13002], [7000, 21000]], dtype=np.uint16)
     Image.fromarray(sixteen).save(tmp_path / "c_000000_000000.png")
-    assert evalid.read_prediction(str(tmp_path / "c_000000_000000.png")).tolist() == sixteen.tolist()
-    assert evalid.image_id_of("x/frankfurt_000000_000294_leftImg8bit.npy") == "frankfurt_000000_000294"
+    assert predictions.read_prediction(str(tmp_path / "c_000000_000000.png")).tolist() == sixteen.tolist()
+    assert predictions.image_id_of("x/frankfurt_000000_000294_leftImg8bit.npy") == "frankfurt_000000_000294"

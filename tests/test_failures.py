@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from csconv import cli
-from csconv.convert import MANIFEST_NAME
+from csconv.pipeline.manifest import MANIFEST_NAME
 from csconv.core.labels import BY_ID
 from csconv.sinks.tfrecord import TFRecordSink
 
@@ -477,7 +477,7 @@ def test_keep_going_records_bad_frames_and_keeps_the_shard_layout(capsys, root, 
     assert shard == [name for name in expected if name != bad_train.name[: -len("_leftImg8bit.png")]]
     assert list(sink.read_shard(str(out / shard_of("val", 2)))) == []
 
-    from csconv.verify import verify
+    from csconv.inspection.verify import verify
 
     assert verify(str(out)).ok
 

@@ -21,9 +21,9 @@ import pytest
 
 from conftest import sink_param
 from csconv import cli
-from csconv.convert import MANIFEST_NAME
+from csconv.pipeline.manifest import MANIFEST_NAME
 from csconv.sinks.tfrecord import TFRecordSink
-from csconv.verify import verify
+from csconv.inspection.verify import verify
 
 SIZES = {"train": 30, "val": 6}  # generated; then each frame is hard-linked under COPIES names
 COPIES = 10

@@ -18,7 +18,8 @@ import pytest
 from PIL import Image
 
 from conftest import console_script, sink_param, subprocess_env
-from csconv.convert import MANIFEST_NAME, convert
+from csconv.pipeline.convert import convert
+from csconv.pipeline.manifest import MANIFEST_NAME
 from csconv.core.errors import CsconvError
 from csconv.core.records import ConvertOptions, Source, Task
 from csconv.plugins import get_sink

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from csconv.manifest import MANIFEST_NAME
+from csconv.pipeline.manifest import MANIFEST_NAME
 from test_failures import SIZES, assert_one_line_error, pristine, root, run  # noqa: F401  (fixtures)
 
 

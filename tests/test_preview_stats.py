@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from csconv import preview, stats
-from csconv.convert import convert
+from csconv.cli import preview as preview_command
+from csconv.cli import stats as stats_command
+from csconv.inspection import preview, stats
+from csconv.pipeline.convert import convert
 from csconv.core.errors import CsconvError
 from csconv.core.labels import BY_NAME, IGNORE_LABEL, train_id_palette
 from csconv.core.records import ConvertOptions, Task
 from csconv.plugins import get_sink
 from csconv.synthetic import generate_dataset
-from csconv.verify import load_manifest
+from csconv.inspection.verify import load_manifest
 
 W, H = 128, 64
 
@@ -25,8 +27,8 @@ W, H = 128, 64
 def parse(*argv: str):
     parser = argparse.ArgumentParser(prog="csconv")
     commands = parser.add_subparsers(dest="command")
-    preview.add_parser(commands)
-    stats.add_parser(commands)
+    preview_command.add_parser(commands)
+    stats_command.add_parser(commands)
     return parser.parse_args(list(argv))
 
 
@@ -62,7 +64,7 @@ def labels_of(sample):
 def test_preview_panoptic_side_by_side(outputs, tmp_path):
     out = tmp_path / "frame.png"
     index = 1  # train frame 1: the crowded one, in the second shard
-    assert preview.run(parse("preview", str(outputs["panoptic"]), "--split", "train", "--index", str(index), "-o", str(out))) == 0
+    assert preview_command.run(parse("preview", str(outputs["panoptic"]), "--split", "train", "--index", str(index), "-o", str(out))) == 0
     sample = read_back(outputs["panoptic"], "train")[index]
     semantic, instance = labels_of(sample)
     picture = np.asarray(Image.open(out).convert("RGB"))
@@ -97,7 +99,7 @@ def test_preview_panoptic_side_by_side(outputs, tmp_path):
 
 def test_preview_semantic_webdataset_stacked(outputs, tmp_path):
     out = tmp_path / "frame.png"
-    assert preview.run(parse("preview", str(outputs["semantic"]), "--split", "val", "--index", "1", "-o", str(out),
+    assert preview_command.run(parse("preview", str(outputs["semantic"]), "--split", "val", "--index", "1", "-o", str(out),
                              "--layout", "stacked")) == 0
     sample = read_back(outputs["semantic"], "val")[1]
     semantic, _ = labels_of(sample)
@@ -109,11 +111,11 @@ def test_preview_semantic_webdataset_stacked(outputs, tmp_path):
 
 def test_preview_errors(outputs, tmp_path):
     with pytest.raises(CsconvError, match="out of range"):
-        preview.run(parse("preview", str(outputs["panoptic"]), "--split", "val", "--index", "2", "-o", str(tmp_path / "x.png")))
+        preview_command.run(parse("preview", str(outputs["panoptic"]), "--split", "val", "--index", "2", "-o", str(tmp_path / "x.png")))
     with pytest.raises(CsconvError, match="no label"):
-        preview.run(parse("preview", str(outputs["panoptic"]), "--split", "test", "-o", str(tmp_path / "x.png")))
+        preview_command.run(parse("preview", str(outputs["panoptic"]), "--split", "test", "-o", str(tmp_path / "x.png")))
     with pytest.raises(CsconvError, match="no split"):
-        preview.run(parse("preview", str(outputs["panoptic"]), "--split", "nope", "-o", str(tmp_path / "x.png")))
+        preview_command.run(parse("preview", str(outputs["panoptic"]), "--split", "nope", "-o", str(tmp_path / "x.png")))
 
 
 # --- stats --------------------------------------------------------------------------
@@ -132,7 +134,7 @@ def direct_stats(output_dir, split):
 
 @pytest.mark.parametrize("kind", ["panoptic", "semantic"])
 def test_stats_table_equals_direct_computation(outputs, kind, capsys):
-    assert stats.run(parse("stats", str(outputs[kind]))) == 0
+    assert stats_command.run(parse("stats", str(outputs[kind]))) == 0
     text = capsys.readouterr().out
     for split in ("train", "val"):
         pixels, instances = direct_stats(outputs[kind], split)
@@ -158,7 +160,7 @@ def test_stats_table_equals_direct_computation(outputs, kind, capsys):
 
 def test_stats_plot(outputs, tmp_path, capsys):
     out = tmp_path / "stats.png"
-    assert stats.run(parse("stats", str(outputs["panoptic"]), "--plot", str(out), "--splits", "train,val,test")) == 0
+    assert stats_command.run(parse("stats", str(outputs["panoptic"]), "--plot", str(out), "--splits", "train,val,test")) == 0
     all_stats = stats.compute_stats(str(outputs["panoptic"]))
     picture = np.asarray(Image.open(out).convert("RGB"))
     assert picture.shape[:2][::-1] == stats.chart_size(all_stats)

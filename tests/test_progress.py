@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from csconv.progress import Progress
+from csconv.pipeline.progress import Progress
 
 
 class FakeTerminal(io.StringIO):

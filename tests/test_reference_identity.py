@@ -314,7 +314,7 @@ def test_strict_sizes_refuses_with_one_line(synthetic, tmp_path, flag):
 
 def test_modules_do_not_import_tensorflow():
     code = (
-        "import csconv.cli, csconv.convert, csconv.sinks.tfrecord, sys; "
+        "import csconv.cli, csconv.cli.convert, csconv.pipeline.convert, csconv.sinks.tfrecord, sys; "
         "assert 'tensorflow' not in sys.modules"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env())
@@ -339,6 +339,6 @@ def test_conversion_never_imports_tensorflow(synthetic, tmp_path, task_args):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     imports = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
-    assert any("csconv.convert" in line for line in imports), "guard: -X importtime produced no report"
+    assert any("csconv.pipeline.convert" in line for line in imports), "guard: -X importtime produced no report"
     assert not [line for line in imports if "tensorflow" in line], "tensorflow was imported during conversion"
     assert len(list(out.glob("*.tfrecord"))) == 30

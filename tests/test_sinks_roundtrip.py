@@ -19,7 +19,7 @@ from PIL import Image
 
 from csconv import plugins
 from csconv.core.records import ConvertOptions, Sample, Task
-from csconv.shards import open_shard
+from csconv.pipeline.shards import open_shard
 from csconv.sinks.arrayrecord import ArrayRecordSink
 from csconv.sinks.parquet import ParquetSink
 from csconv.sinks.tfrecord import TFRecordSink
@@ -336,10 +336,10 @@ def test_tar_is_reproducible(realistic, tmp_path, monkeypatch):
 # -- the whole pipeline: every sink stores the TFRecords' samples in the same shards -------
 
 
-@pytest.mark.filterwarnings("ignore::csconv.convert.SplitSizeWarning")
+@pytest.mark.filterwarnings("ignore::csconv.SplitSizeWarning")
 @pytest.mark.parametrize("task", [Task.PANOPTIC, Task.SEMANTIC])
 def test_converted_sinks_agree_with_tfrecord(task, tmp_path):
-    from csconv.convert import convert
+    from csconv.pipeline.convert import convert
     from csconv.synthetic import generate_dataset
 
     root = tmp_path / "cityscapes"

@@ -6,8 +6,8 @@ import shutil
 import pytest
 
 from conftest import sink_param
-from csconv.convert import convert
-from csconv.verify import compare, format_report, verify
+from csconv.pipeline.convert import convert
+from csconv.inspection.verify import compare, format_report, verify
 
 
 @pytest.fixture(scope="module")

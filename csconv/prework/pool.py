@@ -12,8 +12,8 @@ import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from .. import workers as worker_pool
-from ..workers import WorkerDied
+from ..pipeline import workers as worker_pool
+from ..pipeline.workers import WorkerDied
 
 # Tasks waiting in the pool's queue per worker: enough that no worker idles between two.
 _QUEUED_PER_WORKER = 4

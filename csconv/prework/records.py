@@ -25,7 +25,7 @@ from crc32c import crc32c
 from .. import __version__
 from ..core.panoptic_gt import JsonEntries
 from ..output import OutputError, describe_os_error, file_digests, write_atomically
-from ..output_folder import remove_file
+from ..pipeline.output_folder import remove_file
 
 MANIFEST_NAME = "csconv-prework-manifest.json"
 JOURNAL_NAME = ".csconv-prework-journal"

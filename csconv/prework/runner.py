@@ -13,15 +13,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
-from .. import workers as worker_pool
+from ..pipeline import workers as worker_pool
 from ..core.errors import CsconvError
 from ..core.panoptic_gt import json_document
 from ..core.prework import DEFAULT_KINDS
 from ..core.sources import open_gtfine
 from ..output import sync_file_system, temp_name, write_file_unsynced
-from ..output_folder import make_output_dir, remove_file
-from ..progress import Progress
-from ..resume import output_lock
+from ..pipeline.output_folder import make_output_dir, remove_file
+from ..pipeline.progress import Progress
+from ..pipeline.resume import output_lock
 from . import records
 from .frames import FrameDone, make_frame
 from .plan import Layout, Plan, make_plan

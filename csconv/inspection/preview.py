@@ -1,4 +1,4 @@
-"""`csconv preview`: one picture of one converted frame, read back from any sink's output.
+"""one picture of one converted frame, read back from any sink's output.
 
 The picture holds the image and its label coloured with the Cityscapes trainId palette
 (ignore = black) side by side or stacked, instance outlines drawn white on the label,
@@ -7,18 +7,17 @@ and a legend (swatch + class name) of the classes present below.
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import sys
 
 import numpy as np
 
-from .core.errors import CsconvError, InputError
-from .core.labels import BY_TRAIN_ID, IGNORE_LABEL, train_id_palette
-from .core.records import Sample
-from .plugins import get_sink
-from .manifest import load as load_manifest
+from ..core.errors import CsconvError, InputError
+from ..core.labels import BY_TRAIN_ID, IGNORE_LABEL, train_id_palette
+from ..core.records import Sample
+from ..plugins import get_sink
+from ..pipeline.manifest import load as load_manifest
 
 TRAIN_NAMES = {train_id: label.name for train_id, label in BY_TRAIN_ID.items()}
 OUTLINE = (255, 255, 255)
@@ -183,29 +182,3 @@ def preview(output_dir: str, split: str, index: int, out_path: str, layout: str 
     os.makedirs(folder, exist_ok=True)
     picture.save(out_path, format="PNG")
     return sample, picture
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "preview",
-        help="draw one converted frame: image, coloured label, instance outlines, legend",
-        description="Read record INDEX of SPLIT back from a csconv output folder (any sink: the "
-        "manifest names it, and only the shard holding the record is read) and write one PNG: the "
-        "image and its label coloured with the Cityscapes trainId palette (ignore = black), "
-        "instance outlines in white (panoptic labels), and a legend of the classes present below.",
-    )
-    parser.add_argument("output_dir", metavar="OUT", help="a csconv output folder (with csconv-manifest.json)")
-    parser.add_argument("--split", default="val", help="split to read (default val)")
-    parser.add_argument("--index", type=int, default=0, help="record number within the split, from 0 (default 0)")
-    parser.add_argument("-o", "--output", required=True, metavar="PNG", help="picture to write")
-    parser.add_argument("--layout", choices=("side", "stacked"), default="side",
-                        help="image and label side by side (default) or stacked")
-    parser.set_defaults(run=run)
-    return parser
-
-
-def run(args) -> int:
-    sample, picture = preview(args.output_dir, args.split, args.index, args.output, args.layout)
-    print(f"csconv: wrote {args.output} ({picture.width}x{picture.height}) for {args.split} record "
-          f"{args.index} ({sample.filename})", file=sys.stderr)
-    return 0

@@ -19,9 +19,9 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 
-from . import plugins
+from .. import plugins
 from .allocator import keep_frame_buffers
-from .core.errors import CsconvError
+from ..core.errors import CsconvError
 from .progress import Progress
 from .resume import Interrupted, RunInterrupted, read_record
 from .shards import ShardJob, ShardResult, write_shard

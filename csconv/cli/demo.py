@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import argparse
 import glob
 import os
 import time
 import warnings
 
-from .convert import SplitSizeWarning, convert
-from .core.records import ConvertOptions
-from .plugins import sinks
-from .preview import iter_split
+from ..core.records import ConvertOptions
+from ..inspection.preview import iter_split
+from ..pipeline.convert import SplitSizeWarning, convert
+from ..plugins import sinks
+from . import registry
 
 DEMO_SPLITS = {"train": 6, "val": 4, "test": 3}
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("demo", help=registry.summary("demo"))
+    parser.add_argument("directory", nargs="?", default="csconv-demo", help="where to put it (default ./csconv-demo)")
+    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--height", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    return parser
+
+
+def run(args) -> int:
+    return demo(args.directory, width=args.width, height=args.height, workers=args.workers)
 
 
 def read_back(output_dir: str) -> list:
@@ -21,7 +36,7 @@ def read_back(output_dir: str) -> list:
 
 
 def demo(directory: str, width: int = 512, height: int = 256, workers: int = 1) -> int:
-    from .synthetic import generate_dataset
+    from ..synthetic import generate_dataset
 
     root = os.path.join(directory, "cityscapes")
     started = time.monotonic()

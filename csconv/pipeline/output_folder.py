@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 
-from . import manifest, plugins, resume
-from .core.errors import CsconvError
+from .. import plugins
+from . import manifest, resume
+from ..core.errors import CsconvError
 from .manifest import MANIFEST_NAME
-from .output import TEMP_SUFFIX, OutputError, describe_os_error, temp_name
+from ..output import TEMP_SUFFIX, OutputError, describe_os_error, temp_name
 from .shards import ShardJob, ShardResult
 
 

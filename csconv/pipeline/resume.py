@@ -22,9 +22,9 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import asdict
 
-from . import __version__
-from .core.errors import CsconvError
-from .output import DIGESTS, file_digests, write_atomically
+from .. import __version__
+from ..core.errors import CsconvError
+from ..output import DIGESTS, file_digests, write_atomically
 
 try:
     import fcntl

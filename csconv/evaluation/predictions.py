@@ -1,4 +1,4 @@
-"""`csconv to-evalid`: turn a model's predictions into what the Cityscapes server accepts.
+"""Turn a model's predictions into what the Cityscapes server accepts.
 
 The server (and cityscapesscripts' evaluation scripts) work in ORIGINAL Cityscapes label
 ids, while DeepLab2 predicts trainIds:
@@ -19,7 +19,6 @@ little-endian bytes.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -27,11 +26,11 @@ import sys
 
 import numpy as np
 
-from .core.errors import CsconvError, InputError
-from .core.labels import BY_TRAIN_ID, IGNORE_LABEL, NUM_TRAIN_CLASSES
-from .core.panoptic import distinct_values, rgb_to_ids
-from .output import write_atomically
-from .core.panoptic_gt import categories, segments_of
+from ..core.errors import CsconvError, InputError
+from ..core.labels import BY_TRAIN_ID, IGNORE_LABEL, NUM_TRAIN_CLASSES
+from ..core.panoptic import distinct_values, rgb_to_ids
+from ..output import write_atomically
+from ..core.panoptic_gt import categories, segments_of
 
 EXTENSIONS = (".png", ".npy", ".raw", ".bin")
 # <city>_<seq>_<frame>: the image id the server matches predictions by.
@@ -152,8 +151,6 @@ def panoptic_to_coco(panoptic: np.ndarray, path: str, label_divisor: int = 1000)
     return np.ascontiguousarray(rgb), segments
 
 
-# --- the command ------------------------------------------------------------------------
-
 def _output_stem(path: str, source: str) -> str:
     """The prediction's path relative to INPUT, without extension (a file INPUT: its stem)."""
     if os.path.isfile(source):
@@ -195,48 +192,3 @@ def to_evalid_panoptic(
     json_path = os.path.join(output_dir, name + ".json")
     write_atomically(json_path, json.dumps({"annotations": annotations, "categories": categories()}, indent=2).encode())
     return json_path
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "to-evalid",
-        help="convert trainId predictions into the label ids the Cityscapes evaluation expects",
-        description="Convert DeepLab2 predictions into what the Cityscapes benchmark server and "
-        "cityscapesscripts' evaluation scripts accept. --kind semantic: trainId maps (255 = ignore) "
-        "-> labelIds PNGs, one per input, same relative path and name with .png "
-        "(csEvalPixelLevelSemanticLabeling: CITYSCAPES_RESULTS=O). --kind panoptic: panoptic maps "
-        "(semantic * label_divisor + instance) -> O/<name>.json + O/<name>/<image_id>_panoptic.png in "
-        "COCO panoptic format with original category ids (csEvalPanopticSemanticLabeling "
-        "--prediction-json-file O/<name>.json). Inputs: .npy, raw little-endian int32 .raw/.bin "
-        "(give --height/--width), or PNG (8/16-bit grayscale = the value; RGB = R+256G+65536B; "
-        "RGBA = the int32's little-endian bytes). The image id is the <city>_<seq>_<frame> prefix "
-        "of the file name.",
-    )
-    parser.add_argument("input", metavar="INPUT", help="a prediction file, or a folder searched recursively")
-    parser.add_argument("--output_dir", required=True, help="folder for the converted predictions (created if missing)")
-    parser.add_argument("--kind", required=True, choices=("semantic", "panoptic"), help="what the predictions are")
-    parser.add_argument("--height", type=int, default=None, help="rows of .raw/.bin predictions")
-    parser.add_argument("--width", type=int, default=None, help="columns of .raw/.bin predictions")
-    parser.add_argument("--label_divisor", type=int, default=1000, help="panoptic id = semantic * divisor + instance (default 1000)")
-    parser.add_argument(
-        "--name", default="cityscapes_panoptic_val",
-        help="panoptic: base name of the JSON file and PNG folder (default cityscapes_panoptic_val, "
-        "what csEvalPanopticSemanticLabeling looks for in CITYSCAPES_RESULTS)",
-    )
-    parser.set_defaults(run=run)
-    return parser
-
-
-def run(args) -> int:
-    if args.label_divisor < 1:
-        raise CsconvError("--label_divisor must be positive")
-    os.makedirs(args.output_dir, exist_ok=True)
-    if args.kind == "semantic":
-        written = to_evalid_semantic(args.input, args.output_dir, args.height, args.width)
-        print(f"csconv: wrote {len(written)} labelIds PNGs to {args.output_dir}", file=sys.stderr)
-    else:
-        json_path = to_evalid_panoptic(
-            args.input, args.output_dir, args.name, args.height, args.width, args.label_divisor
-        )
-        print(f"csconv: wrote panoptic predictions {json_path}", file=sys.stderr)
-    return 0

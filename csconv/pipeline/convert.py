@@ -15,16 +15,15 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
-from . import manifest, plugins, resume
-from . import output_folder
+from .. import plugins
+from . import manifest, output_folder, resume
 from . import workers as worker_pool
-from .core import discover
-from .core.errors import CsconvError
-from .core.png import DEFAULT_MAX_PIXELS, check_max_pixels
-from .core.records import ConvertOptions, Source, Task
-from .core.sources import Dataset, open_dataset
-from .core.samples import TEST_SPLIT, Annotation, load_prepared_annotations
-from .manifest import MANIFEST_NAME  # noqa: F401  (tests and callers import it from here)
+from ..core import discover
+from ..core.errors import CsconvError
+from ..core.png import DEFAULT_MAX_PIXELS, check_max_pixels
+from ..core.records import ConvertOptions, Source, Task
+from ..core.sources import Dataset, open_dataset
+from ..core.samples import TEST_SPLIT, Annotation, load_prepared_annotations
 from .shards import ShardJob, ShardResult, SkippedFrame
 from .progress import Progress
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 
-from . import __version__, resume
-from .core.errors import CsconvError
-from .output import write_atomically
+from .. import __version__
+from . import resume
+from ..core.errors import CsconvError
+from ..output import write_atomically
 
 MANIFEST_NAME = "csconv-manifest.json"
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import plugins, resume
-from .core.errors import CsconvError, InputError
-from .core.png import DEFAULT_MAX_PIXELS, set_max_pixels
-from .core.records import ConvertOptions, Frame
-from .core.samples import Annotation, build_sample
-from .output import DIGESTS, AdoptedShardFile, OutputError, ShardFile
+from .. import plugins
+from . import resume
+from ..core.errors import CsconvError, InputError
+from ..core.png import DEFAULT_MAX_PIXELS, set_max_pixels
+from ..core.records import ConvertOptions, Frame
+from ..core.samples import Annotation, build_sample
+from ..output import DIGESTS, AdoptedShardFile, OutputError, ShardFile
 
 
 @dataclass(frozen=True)

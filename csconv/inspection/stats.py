@@ -1,4 +1,4 @@
-"""`csconv stats`: per split, each class's share of the pixels and its instance count.
+"""per split, each class's share of the pixels and its instance count.
 
 Shares are of all label pixels of the split (ignored pixels included, shown as 'ignore').
 Instances (panoptic labels only) are the distinct instance ids > 0 of a class in a frame,
@@ -7,16 +7,15 @@ summed over the frames. `--plot` draws the shares as a bar chart with Pillow.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .core.discover import parse_splits
-from .core.labels import IGNORE_LABEL, NUM_TRAIN_CLASSES, train_id_palette
+from ..core.discover import parse_splits
+from ..core.labels import IGNORE_LABEL, NUM_TRAIN_CLASSES, train_id_palette
 from .preview import TRAIN_NAMES, _font, iter_split, label_divisor, label_maps
-from .manifest import load as load_manifest
+from ..pipeline.manifest import load as load_manifest
 
 CLASSES = list(range(NUM_TRAIN_CLASSES)) + [IGNORE_LABEL]
 
@@ -148,29 +147,3 @@ def plot(all_stats: list[SplitStats], path: str):
         y += MARGIN
     canvas.save(path, format="PNG")
     return canvas
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "stats",
-        help="per-class pixel shares and instance counts of a converted output",
-        description="Read every record of a csconv output folder back (any sink) and print, per split, "
-        "each train class's share of the label pixels (%, ignored pixels as 'ignore') and its number "
-        "of instances (distinct instance ids > 0 per frame, summed; panoptic labels only). "
-        "--plot also draws the shares as a bar chart PNG (Pillow only).",
-    )
-    parser.add_argument("output_dir", metavar="OUT", help="a csconv output folder (with csconv-manifest.json)")
-    parser.add_argument("--splits", default=None, help="comma-separated splits (default: all in the manifest)")
-    parser.add_argument("--plot", metavar="PNG", default=None, help="also write a bar chart of the pixel shares here")
-    parser.set_defaults(run=run)
-    return parser
-
-
-def run(args) -> int:
-    splits = parse_splits(args.splits)
-    all_stats = compute_stats(args.output_dir, splits)
-    print(format_table(all_stats))
-    if args.plot:
-        plot(all_stats, args.plot)
-        print(f"csconv: wrote {args.plot}", file=sys.stderr)
-    return 0

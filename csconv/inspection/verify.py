@@ -19,15 +19,15 @@ from itertools import zip_longest
 
 import numpy as np
 
-from .core import png
-from .core.errors import CsconvError, InputError
-from .core.records import Sample
-from .manifest import MANIFEST_NAME
-from .manifest import load as load_manifest
-from .output import DIGESTS, file_digests
-from .plugins import get_sink
-from .sinks import tfrecord, tfrecord_format
-from .sinks.base import Sink
+from ..core import png
+from ..core.errors import CsconvError, InputError
+from ..core.records import Sample
+from ..pipeline.manifest import MANIFEST_NAME
+from ..pipeline.manifest import load as load_manifest
+from ..output import DIGESTS, file_digests
+from ..plugins import get_sink
+from ..sinks import tfrecord, tfrecord_format
+from ..sinks.base import Sink
 
 # DeepLab2's shard names; the split is everything before the first dash, as for every sink.
 DEEPLAB2_SHARD = re.compile(r"(?P<split>\w+)-(?P<index>\d+)-of-(?P<count>\d+)\.tfrecord")

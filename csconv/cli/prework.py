@@ -1,0 +1,113 @@
+"""`csconv prework`: the files cityscapesscripts' prework tools write (the work is in csconv/prework/)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..core.discover import parse_splits
+from ..core.errors import CsconvError
+from ..core.png import parse_compress_level
+from ..core.prework import DEFAULT_KINDS, Kind
+from ..prework import PreworkSummary, prework
+from . import registry
+from .flags import bool_flag
+from .warning_lines import warnings_as_lines
+
+
+def parse_kinds(text: str) -> tuple[Kind, ...]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    known = {kind.value: kind for kind in Kind}
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise CsconvError(
+            f"--make takes a comma-separated list of {', '.join(known)}, got {text!r}"
+        )
+    return tuple(dict.fromkeys(known[name] for name in names))
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags `prework` and `eval-gt` share."""
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: CPU count)")
+    parser.add_argument(
+        "--png_compress_level", metavar="0-9",
+        help="zlib level of the PNGs: faster (1) or smaller (9), the same pixels but other bytes than "
+        "cityscapesscripts writes (default: Pillow's default settings, its bytes exactly)",
+    )
+    bool_flag(parser, "overwrite", False, "replace the files of this run that are already there")
+    bool_flag(
+        parser, "resume", False,
+        "finish an interrupted run: keep the files its records prove complete (size and CRC32C), redo the rest",
+    )
+    bool_flag(parser, "quiet", False, "no progress lines and no summary")
+    bool_flag(parser, "debug", False, "show tracebacks")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "prework", help=registry.summary("prework"),
+        description="Write the files cityscapesscripts' csCreateTrainIdLabelImgs, csCreatePanopticImgs "
+        "--use-train-id and csCreatePanopticImgs write: for every gtFine/<split>/<city>/*_gtFine_polygons.json "
+        "its *_gtFine_labelTrainIds.png beside it, and per split gtFine/cityscapes_panoptic_<split>_trainId.json "
+        "+ gtFine/cityscapes_panoptic_<split>_trainId/ (trainId categories) and gtFine/cityscapes_panoptic_<split>.json "
+        "+ its folder (original label ids), the same bytes. Into the Cityscapes root, as cityscapesscripts does, "
+        "or mirrored under --output_root. A file this run would write that is already there is refused unless "
+        "--overwrite; --resume finishes an interrupted run.",
+    )
+    parser.add_argument(
+        "--cityscapes_root", required=True,
+        help="Cityscapes root holding gtFine/, or the folder holding gtFine_trainvaltest.zip (then --output_root)",
+    )
+    parser.add_argument(
+        "--output_root",
+        help="write under this folder (gtFine/... as inside the root) instead of into the Cityscapes root",
+    )
+    parser.add_argument(
+        "--make", default=",".join(kind.value for kind in DEFAULT_KINDS),
+        help=f"comma-separated outputs, of {', '.join(kind.value for kind in Kind)} (default: "
+        f"{','.join(kind.value for kind in DEFAULT_KINDS)}, the tree DeepLab2's Cityscapes page shows). "
+        "instanceTrainIds is what csCreateTrainIdInstanceImgs computes, saved as 16-bit PNG",
+    )
+    parser.add_argument(
+        "--splits",
+        help="comma-separated splits; one without the files an output is made from is an error (default: "
+        "those of train, val, test in gtFine/, each for the outputs it has the files for)",
+    )
+    add_run_flags(parser)
+    return parser
+
+
+def run(args) -> int:
+    return run_with(args, parse_kinds(args.make), args.output_root)
+
+
+def run_with(args, kinds, output_root: str | None, panoptic_only_layout: bool = False) -> int:
+    """Run with the flags of add_run_flags() in `args`."""
+    splits = parse_splits(args.splits)
+    compress_level = parse_compress_level(args.png_compress_level)
+    with warnings_as_lines():
+        summary = prework(
+            args.cityscapes_root, output_root, kinds, splits, args.workers, args.overwrite, args.resume,
+            compress_level, show_progress=not args.quiet, panoptic_only_layout=panoptic_only_layout,
+        )
+    if not args.quiet:
+        print_summary(summary, output_root or args.cityscapes_root)
+    return 0
+
+
+def print_summary(summary: PreworkSummary, where: str) -> None:
+    per_kind: dict[str, int] = {}
+    for counts in summary.counts.values():
+        for kind, count in counts.items():
+            per_kind[kind] = per_kind.get(kind, 0) + count
+    made = ", ".join(f"{kind} {count}" for kind, count in per_kind.items())
+    rate = summary.frames / summary.seconds if summary.seconds else 0.0
+    print(
+        f"csconv: prework: {sum(per_kind.values())} files ({made}) in {where}; {summary.frames} frames made "
+        f"in {summary.seconds:.1f} s ({rate:.1f} frames/s), {summary.bytes / 2**20:.1f} MiB written",
+        file=sys.stderr,
+    )
+    if summary.kept:
+        print(f"csconv: resumed: kept {summary.kept} file(s) an earlier run had completed, wrote {summary.written}",
+              file=sys.stderr)
