@@ -10,7 +10,7 @@ from csconv.core import discover
 from csconv.core.errors import CsconvError, InputError
 from csconv.core.records import ConvertOptions, Task
 from csconv.core.samples import build_sample
-from csconv.core.sources import GTFINE_ZIP, IMAGES_ZIP, open_dataset
+from csconv.core.sources import EXTRA_IMAGES_ZIP, GTCOARSE_ZIP, GTFINE_ZIP, IMAGES_ZIP, open_dataset
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +22,20 @@ def tree(tmp_path_factory):
     return root
 
 
-def make_archives(tree, folder, compression=zipfile.ZIP_DEFLATED, splits=("train", "val", "test")):
-    """The two archives laid out as the download is: top folders plus a README and license."""
+def make_archives(tree, folder, compression=zipfile.ZIP_DEFLATED, splits=("train", "val", "test"),
+                  coarse_splits=("train", "train_extra", "val")):
+    """The archives laid out as the download is: top folders plus a README and license.
+
+    gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip for `splits`; when the tree
+    holds them, gtCoarse.zip (its `coarse_splits`) and leftImg8bit_trainextra.zip.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    for archive_name, top in ((GTFINE_ZIP, "gtFine"), (IMAGES_ZIP, "leftImg8bit")):
+    contents = [(GTFINE_ZIP, "gtFine", splits), (IMAGES_ZIP, "leftImg8bit", [s for s in splits if s != "train_extra"])]
+    if (tree / "gtCoarse").is_dir():
+        contents.append((GTCOARSE_ZIP, "gtCoarse", coarse_splits))
+    if (tree / "leftImg8bit" / "train_extra").is_dir() and "train_extra" in coarse_splits:
+        contents.append((EXTRA_IMAGES_ZIP, "leftImg8bit", ["train_extra"]))
+    for archive_name, top, archived_splits in contents:
         with zipfile.ZipFile(folder / archive_name, "w", compression=compression) as archive:
             archive.writestr("README", "synthetic\n")
             archive.writestr("license.txt", "none\n")
@@ -34,7 +44,7 @@ def make_archives(tree, folder, compression=zipfile.ZIP_DEFLATED, splits=("train
                 for filename in sorted(filenames):
                     path = os.path.join(dirpath, filename)
                     member = os.path.relpath(path, tree)
-                    if member.split(os.sep)[1] in splits:
+                    if member.split(os.sep)[1] in archived_splits:
                         archive.write(path, member)
     return folder / GTFINE_ZIP, folder / IMAGES_ZIP
 

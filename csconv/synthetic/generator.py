@@ -1,4 +1,4 @@
-"""Write a synthetic Cityscapes tree (leftImg8bit + gtFine) laid out like the real download."""
+"""Write a synthetic Cityscapes tree (leftImg8bit, gtFine, gtCoarse) laid out like the real download."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from PIL import Image
 
 from csconv.core.labels import BY_NAME, LABEL_DIVISOR, LABELS
 from csconv.synthetic.raster import render_labels
-from csconv.synthetic.scene import labelled_scene, placeholder_scene
+from csconv.synthetic.scene import coarse_scene, labelled_scene, placeholder_scene
 
 DEFAULT_CITIES: dict[str, list[str]] = {
     "train": ["aachen", "bochum", "bremen", "cologne", "darmstadt", "dusseldorf", "erfurt",
@@ -23,8 +23,15 @@ DEFAULT_CITIES: dict[str, list[str]] = {
               "stuttgart", "tubingen", "ulm", "weimar", "zurich"],
     "val": ["frankfurt", "lindau", "munster"],
     "test": ["berlin", "bielefeld", "bonn", "leverkusen", "mainz", "munich"],
+    # The coarse-only extra training split; two real city names hold a hyphen.
+    "train_extra": ["augsburg", "bad-honnef", "bamberg", "bayreuth", "dortmund", "dresden", "duisburg",
+                    "erlangen", "freiburg", "heidelberg", "heilbronn", "karlsruhe", "konigswinter",
+                    "konstanz", "mannheim", "muhlheim-ruhr", "nuremberg", "oberhausen", "saarbrucken",
+                    "schweinfurt", "troisdorf", "wuppertal", "wurzburg"],
 }
-LABELLED_SPLITS = ("train", "val", "train_extra")
+# The splits gtCoarse holds; train_extra has no other labels.
+COARSE_SPLITS = ("train", "train_extra", "val")
+COARSE_ONLY_SPLIT = "train_extra"
 IMAGE_COMPRESS_LEVEL = 1
 LABEL_COMPRESS_LEVEL = 6
 # Real frames range from a street without a single object to crowded squares: train
@@ -176,15 +183,15 @@ def like_real_frame(png: bytes, stamp: str) -> bytes:
     ])
 
 
-def write_frame(root: Path, split: str, city: str, stem: str, objects: list[dict],
-                width: int, height: int, rng: np.random.Generator, *, mode: str = "RGB",
-                write_color: bool = False, stamp: str | None = None) -> Path:
+def write_annotation(root: Path, folder: str, split: str, city: str, stem: str, objects: list[dict],
+                     width: int, height: int, *, write_color: bool = False) -> np.ndarray:
+    """<folder>/<split>/<city>/<stem>_<folder>_{polygons.json,labelIds.png,instanceIds.png}
+    (and _color.png), as the download has them for gtFine and gtCoarse; returns the
+    instanceIds array."""
     label_ids, inst = render_labels(objects, width, height)
-    img_dir = root / "leftImg8bit" / split / city
-    gt_dir = root / "gtFine" / split / city
-    img_dir.mkdir(parents=True, exist_ok=True)
+    gt_dir = root / folder / split / city
     gt_dir.mkdir(parents=True, exist_ok=True)
-    gt = gt_dir / f"{stem}_gtFine"
+    gt = gt_dir / f"{stem}_{folder}"
     doc = {"imgHeight": height, "imgWidth": width, "objects": objects}
     Path(f"{gt}_polygons.json").write_text(json.dumps(doc, indent=4) + "\n")
     Image.fromarray(label_ids, "L").save(f"{gt}_labelIds.png",
@@ -193,11 +200,26 @@ def write_frame(root: Path, split: str, city: str, stem: str, objects: list[dict
     if write_color:
         Image.fromarray(_colour_lut()[label_ids], "RGBA").save(
             f"{gt}_color.png", compress_level=LABEL_COMPRESS_LEVEL)
+    return inst
+
+
+def write_image(root: Path, split: str, city: str, stem: str, inst: np.ndarray, rng: np.random.Generator,
+                *, mode: str = "RGB", stamp: str | None = None) -> Path:
+    """leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png, painted from an instanceIds map."""
+    img_dir = root / "leftImg8bit" / split / city
+    img_dir.mkdir(parents=True, exist_ok=True)
     out = img_dir / f"{stem}_leftImg8bit.png"
     encoded = io.BytesIO()
     _to_mode(render_image(inst, rng), mode).save(encoded, format="png", compress_level=IMAGE_COMPRESS_LEVEL)
     out.write_bytes(like_real_frame(encoded.getvalue(), stamp or _FIRST_STAMP.isoformat()))
     return out
+
+
+def write_frame(root: Path, split: str, city: str, stem: str, objects: list[dict],
+                width: int, height: int, rng: np.random.Generator, *, mode: str = "RGB",
+                write_color: bool = False, stamp: str | None = None) -> Path:
+    inst = write_annotation(root, "gtFine", split, city, stem, objects, width, height, write_color=write_color)
+    return write_image(root, split, city, stem, inst, rng, mode=mode, stamp=stamp)
 
 
 def _fitting_instances(width: int, height: int) -> int:
@@ -207,12 +229,15 @@ def _fitting_instances(width: int, height: int) -> int:
 
 def generate_dataset(root, split_sizes={"train": 3, "val": 2, "test": 2}, *, width=2048,
                      height=1024, seed=0, cities=None, image_modes=None, write_color=False,
-                     many_instances=0, many_instances_label="car") -> list[Path]:
+                     many_instances=0, many_instances_label="car", coarse=False) -> list[Path]:
     """Write a deterministic synthetic Cityscapes tree under `root`; returns the
     leftImg8bit paths written, sorted.
 
-    split_sizes: frames per split. Splits other than 'test' get full polygon labels;
-    'test' gets placeholder labels (void borders only), like the real test set.
+    split_sizes: frames per split. Splits other than 'test' get full polygon labels in
+    gtFine/; 'test' gets placeholder labels (void borders only), like the real test set;
+    'train_extra' gets coarse labels only, in gtCoarse/, like the real extra split.
+    coarse: also write gtCoarse/ for train and val (fewer, rougher polygons of the same
+    scene, see scene.coarse_scene). The gtFine files and images do not depend on it.
     cities: split -> city names (frames dealt round-robin); defaults to real city names.
     image_modes: frame index within a split, or file stem, -> Pillow mode
     ('RGB', 'RGBA', 'L', 'P') for that leftImg8bit PNG.
@@ -241,8 +266,17 @@ def generate_dataset(root, split_sizes={"train": 3, "val": 2, "test": 2}, *, wid
                 elif split == "train" and index == EMPTY_FRAME:
                     things = False
                 objects = labelled_scene(rng, width, height, extra, many_instances_label, things)
-            written.append(write_frame(root, split, city, stem, objects, width, height, rng,
-                                       mode=_mode_for(image_modes, index, stem),
-                                       write_color=write_color,
-                                       stamp=frame_stamp(split, index)))
+            mode, stamp = _mode_for(image_modes, index, stem), frame_stamp(split, index)
+            if split == COARSE_ONLY_SPLIT:
+                # The frame's fine scene paints the image; only its coarse labels are written.
+                inst = render_labels(objects, width, height)[1]
+                written.append(write_image(root, split, city, stem, inst, rng, mode=mode, stamp=stamp))
+            else:
+                written.append(write_frame(root, split, city, stem, objects, width, height, rng,
+                                           mode=mode, write_color=write_color, stamp=stamp))
+            if split == COARSE_ONLY_SPLIT or (coarse and split in COARSE_SPLITS):
+                # A generator of its own, so that asking for coarse labels changes no fine byte.
+                coarse_objects = coarse_scene(frame_rng(seed, f"{split}/gtCoarse", index), objects, width, height)
+                write_annotation(root, "gtCoarse", split, city, stem, coarse_objects, width, height,
+                                 write_color=write_color)
     return sorted(written)

@@ -334,3 +334,39 @@ def placeholder_scene(rng, width, height) -> list[dict]:
     lay = Layout(rng, width, height)
     lay.void()
     return lay.objects
+
+
+# Coarse annotators skip regions, voids most of all, and outline what they keep with a
+# few clicks well inside its edges, so boundaries stay unlabelled.
+_COARSE_KEEP = {"stuff": 0.85, "thing": 0.6, "void": 0.3}
+_COARSE_VERTICES = (4, 8)  # fewest and most clicks per polygon
+_COARSE_SHRINK = (0.6, 0.9)  # of the distance from the polygon's centre to its vertices
+
+
+def coarse_scene(rng, fine_objects, width, height) -> list[dict]:
+    """A coarse annotation of the frame `fine_objects` describe, as gtCoarse has them.
+
+    Fewer objects than the fine annotation, in the same order (nearer things still
+    cover farther stuff), each a polygon of 4-7 vertices picked from its fine outline,
+    pulled towards its centre and kept inside the frame. Deleted objects stay deleted,
+    so readers must skip them here too.
+    """
+    from csconv.core.labels import label_for_polygon
+
+    objects = []
+    for obj in fine_objects:
+        label = label_for_polygon(obj["label"])
+        kind = "void" if label is None or label.category == "void" else "thing" if label.has_instances else "stuff"
+        if rng.random() >= _COARSE_KEEP[kind]:
+            continue
+        outline = np.asarray(obj["polygon"], dtype=np.float64)
+        count = min(len(outline), int(rng.integers(*_COARSE_VERTICES)))
+        picked = outline[np.linspace(0, len(outline), count, endpoint=False).astype(int)]
+        centre = picked.mean(axis=0)
+        picked = centre + (picked - centre) * rng.uniform(*_COARSE_SHRINK)
+        picked = np.clip(np.rint(picked), 0, [width - 1, height - 1]).astype(int)
+        coarse = {"label": obj["label"], "polygon": picked.tolist()}
+        if obj.get("deleted"):
+            coarse["deleted"] = 1
+        objects.append(coarse)
+    return objects
