@@ -36,13 +36,14 @@ def _fspath(path: PathLike | None) -> str | None:
 
 
 def _options(task: str | Task, source: str | Source, treat_crowd_as_ignore: bool, label_divisor: int,
-             png_compress_level: int | None) -> ConvertOptions:
+             png_compress_level: int | None, annotations: str) -> ConvertOptions:
     for value, kind, name in ((task, Task, "task"), (source, Source, "source")):
         if value not in {member.value for member in kind}:
             choices = " or ".join(repr(member.value) for member in kind)
             raise CsconvError(f"{name} must be {choices}, got {value!r}")
     return ConvertOptions(task=Task(task), source=Source(source), treat_crowd_as_ignore=treat_crowd_as_ignore,
-                          label_divisor=label_divisor, png_compress_level=png_compress_level)
+                          label_divisor=label_divisor, png_compress_level=png_compress_level,
+                          annotations=annotations)
 
 
 def _splits(splits: str | Sequence[str] | None) -> list[str] | None:
@@ -59,6 +60,7 @@ def convert(
     create_panoptic_data: bool = True,
     treat_crowd_as_ignore: bool = True,
     splits: str | Sequence[str] | None = None,
+    annotations: str = "fine",
     source: str = "raw",
     workers: int | None = None,
     num_shards: int = 10,
@@ -85,7 +87,7 @@ def convert(
     raises KeyboardInterrupt once the temporary files are removed.
     """
     options = _options(Task.PANOPTIC if create_panoptic_data else Task.SEMANTIC, source,
-                       treat_crowd_as_ignore, label_divisor, png_compress_level)
+                       treat_crowd_as_ignore, label_divisor, png_compress_level, annotations)
     try:
         return _convert(
             root=_fspath(cityscapes_root), output_dir=os.fspath(output_dir), sink_name=sink,
@@ -107,6 +109,7 @@ def samples(
     *,
     task: str = "panoptic",
     treat_crowd_as_ignore: bool = True,
+    annotations: str = "fine",
     workers: int = 1,
     source: str = "raw",
     label_divisor: int = 1000,
@@ -119,21 +122,22 @@ def samples(
     """The samples of one split straight from the download (a tree or the two zips), in
     DeepLab2's record order, writing nothing: what convert() would store.
 
-    `task` is "panoptic" or "semantic". With workers > 1, frames are built in that many
+    `task` is "panoptic" or "semantic"; `annotations` "fine" (gtFine) or "coarse" (gtCoarse,
+    semantic only; its splits are train, val and train_extra). With workers > 1, frames are built in that many
     worker processes and still yielded in order, at most `lookahead` (default 2 per
     worker) ahead of the one yielded, so memory stays bounded. The input is checked
     when this is called; a bad frame raises CsconvError when its turn comes.
     """
-    options = _options(task, source, treat_crowd_as_ignore, label_divisor, png_compress_level)
-    dataset = open_dataset(_fspath(cityscapes_root), _fspath(gtfine_zip), _fspath(images_zip))
+    options = _options(task, source, treat_crowd_as_ignore, label_divisor, png_compress_level, annotations)
+    dataset = open_dataset(_fspath(cityscapes_root), _fspath(gtfine_zip), _fspath(images_zip), options.annotations)
     frames = discover.find_frames(dataset, split)
     if not frames:
-        raise CsconvError(f"{dataset.images_base}/{split}: no *_leftImg8bit.png images in this split")
-    annotations = [None] * len(frames)
+        raise CsconvError(f"{dataset.images_dir(split)}: no *_leftImg8bit.png images in this split")
+    prepared = [None] * len(frames)
     if options.task is Task.PANOPTIC and options.source is Source.PREPARED and split != TEST_SPLIT:
         by_id = load_prepared_annotations(dataset.labels_base, split)
-        annotations = [by_id.get(frame.name) for frame in frames]
-    jobs = [(frame, options, annotation, decode_check) for frame, annotation in zip(frames, annotations)]
+        prepared = [by_id.get(frame.name) for frame in frames]
+    jobs = [(frame, options, annotation, decode_check) for frame, annotation in zip(frames, prepared)]
     if workers <= 1:
         return (build_sample(*job) for job in jobs)
     return _in_order(jobs, workers, lookahead or 2 * workers)

@@ -6,10 +6,11 @@ import math
 
 from .errors import CsconvError
 from .records import Frame
-from .sources import Dataset, open_dataset
+from .samples import TEST_SPLIT
+from .sources import FINE, Dataset, open_dataset
 
-OFFICIAL_SPLIT_SIZES = {"train": 2975, "val": 500, "test": 1525}
-SPLITS = ("train", "val", "test")
+OFFICIAL_SPLIT_SIZES = {"train": 2975, "val": 500, "test": 1525, "train_extra": 19998}
+SPLITS = FINE.splits  # what a conversion of fine annotations does by default; coarse: COARSE.splits
 
 
 def parse_splits(text: str | None) -> list[str] | None:
@@ -28,9 +29,14 @@ def find_frames(dataset: Dataset | str, split: str) -> list[Frame]:
     if isinstance(dataset, str):
         dataset = open_dataset(dataset)
     if not dataset.has_split(split):
-        raise CsconvError(f"{dataset.images_base}/{split}: split folder missing")
+        raise CsconvError(f"{dataset.images_dir(split)}: split folder missing")
+    if dataset.annotations is not FINE and split == TEST_SPLIT:
+        # Test records carry no label: they would be fine's test records, not coarse ones.
+        raise CsconvError(f"{dataset.labels_base}: {dataset.annotations.name} annotations hold no {split!r} split "
+                          f"(only {', '.join(dataset.annotations.splits)})")
+    folder = dataset.annotations.folder
     return [
-        Frame(labels_base=dataset.labels_base, split=split, city=city, name=stem, image_path=path)
+        Frame(labels_base=dataset.labels_base, split=split, city=city, name=stem, image_path=path, labels_folder=folder)
         for path, city, stem in dataset.list_images(split)
     ]
 

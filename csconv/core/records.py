@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import CsconvError
 from .png import check_compress_level
-from .sources import Location
+from .sources import FINE, Location, annotation_set
 
 # The largest divisor whose ignore id, 255 * divisor, is still an int32.
 MAX_LABEL_DIVISOR = (2**31 - 1) // 255
@@ -35,10 +35,16 @@ class ConvertOptions:
     label_divisor: int = 1000
     # None: Pillow's default save, the bytes the reference stores; 0-9 trades them for speed.
     png_compress_level: int | None = None
+    annotations: str = FINE.name  # which labels: "fine" (gtFine) or "coarse" (gtCoarse)
 
     def __post_init__(self):
         if self.source is Source.LABEL_IDS and self.task is Task.PANOPTIC:
             raise CsconvError("--source labelids only applies to semantic labels (--create_panoptic_data=false)")
+        if annotation_set(self.annotations) is not FINE and self.task is Task.PANOPTIC:
+            raise CsconvError(
+                f"--annotations {self.annotations} makes semantic labels only (--create_panoptic_data=false): "
+                "panoptic labels come from gtFine alone, as cityscapesscripts' csCreatePanopticImgs makes them"
+            )
         check_compress_level(self.png_compress_level)
         # Checked before any work: 255 * divisor (the ignore label) must fit the int32 map.
         if not 1 <= self.label_divisor <= MAX_LABEL_DIVISOR:
@@ -52,14 +58,16 @@ class ConvertOptions:
 class Frame:
     """One leftImg8bit image found on disk, with where its labels would be."""
 
-    labels_base: Location  # <root>/gtFine, or gtFine inside the archive (see core.sources)
+    labels_base: Location  # <root>/gtFine (gtCoarse), or that folder inside its archive (see core.sources)
     split: str
     city: str
     name: str  # <city>_<seq>_<frame>, DeepLab2's image/filename
     image_path: Location
+    labels_folder: str = "gtFine"  # gtCoarse for coarse annotations: also the file names' infix
 
-    def gtfine_path(self, suffix: str) -> Location:
-        return self.labels_base.join(self.split, self.city, f"{self.name}_gtFine_{suffix}")
+    def label_path(self, suffix: str) -> Location:
+        """<labels_base>/<split>/<city>/<name>_gtFine_<suffix> (_gtCoarse_ for coarse annotations)."""
+        return self.labels_base.join(self.split, self.city, f"{self.name}_{self.labels_folder}_{suffix}")
 
 
 @dataclass(frozen=True, eq=False)

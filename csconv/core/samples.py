@@ -74,7 +74,7 @@ def _read_png(path: str, decode_check: bool) -> bytes:
 def _label(frame: Frame, options: ConvertOptions, annotation: Annotation | None, decode_check: bool):
     if options.task is Task.PANOPTIC:
         if options.source is Source.RAW:
-            path = frame.gtfine_path("instanceIds.png")
+            path = frame.label_path("instanceIds.png")
             ids = panoptic.decode_instance_ids(_read_png(path, decode_check), path)
             label = panoptic.panoptic_from_instance_ids(
                 ids, path, options.treat_crowd_as_ignore, options.label_divisor
@@ -89,16 +89,16 @@ def _label(frame: Frame, options: ConvertOptions, annotation: Annotation | None,
             )
         return label, "raw", label.shape, path
     if options.source is Source.RAW:
-        path = frame.gtfine_path("polygons.json")
+        path = frame.label_path("polygons.json")
         label, size = semantic.semantic_png(read_file(path), path, options.png_compress_level)
     elif options.source is Source.LABEL_IDS:
-        path = frame.gtfine_path("labelIds.png")
+        path = frame.label_path("labelIds.png")
         label, size = semantic.semantic_png_from_label_ids(
             _read_png(path, decode_check), path, options.png_compress_level
         )
     else:
         # Stored as it is, so its header must already be what DeepLab2 expects.
-        path = frame.gtfine_path("labelTrainIds.png")
+        path = frame.label_path("labelTrainIds.png")
         label = _read_png(path, decode_check)
         size = semantic.gray8_size(label, path, "labelTrainIds")
     return label, "png", size, path

@@ -1,4 +1,9 @@
-"""Where the input files live: an unpacked Cityscapes tree, or the two official zip archives.
+"""Where the input files live: an unpacked Cityscapes tree, or the official zip archives.
+
+The labels are gtFine (fine annotations) or gtCoarse (coarse ones), each a folder or
+its archive; the images are leftImg8bit, a folder or the archives holding it
+(leftImg8bit_trainvaltest.zip, and leftImg8bit_trainextra.zip for the coarse-only
+train_extra split).
 
 Every input file is a `Location`: a path, or an archive path and a member name carried
 as separate values. Messages show a member as `<archive>::<member>`, but nothing is
@@ -19,6 +24,41 @@ ARCHIVE_SEPARATOR = "::"  # display only: how a member is named in messages
 IMAGE_SUFFIX = "_leftImg8bit.png"
 GTFINE_ZIP = "gtFine_trainvaltest.zip"
 IMAGES_ZIP = "leftImg8bit_trainvaltest.zip"
+GTCOARSE_ZIP = "gtCoarse.zip"
+EXTRA_IMAGES_ZIP = "leftImg8bit_trainextra.zip"
+
+
+@dataclass(frozen=True)
+class AnnotationSet:
+    """One kind of Cityscapes annotation as the download ships it."""
+
+    name: str  # what --annotations takes
+    folder: str  # the top folder, also the infix of its file names (<stem>_<folder>_polygons.json)
+    archive: str  # the official archive holding <folder>/<split>/...
+    splits: tuple[str, ...]  # the splits it holds, in the order they are converted by default
+
+
+FINE = AnnotationSet("fine", "gtFine", GTFINE_ZIP, ("train", "val", "test"))
+COARSE = AnnotationSet("coarse", "gtCoarse", GTCOARSE_ZIP, ("train", "val", "train_extra"))
+ANNOTATION_SETS = {annotations.name: annotations for annotations in (FINE, COARSE)}
+
+
+def annotation_set(name: "str | AnnotationSet") -> AnnotationSet:
+    if isinstance(name, AnnotationSet):
+        return name
+    found = ANNOTATION_SETS.get(name)
+    if found is None:
+        raise CsconvError(f"annotations must be {' or '.join(ANNOTATION_SETS)}, got {name!r}")
+    return found
+
+
+def parse_annotation_sets(text: str) -> tuple[AnnotationSet, ...]:
+    """An --annotations value (`fine`, `coarse` or `fine,coarse`), each set once."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ANNOTATION_SETS]
+    if unknown or not names:
+        raise CsconvError(f"--annotations takes a comma-separated list of {', '.join(ANNOTATION_SETS)}, got {text!r}")
+    return tuple(ANNOTATION_SETS[name] for name in dict.fromkeys(names))
 
 
 @dataclass(frozen=True)
@@ -46,27 +86,43 @@ class Location:
 
 @dataclass(frozen=True)
 class Dataset:
-    """The input: where images and gtFine labels are, as path prefixes."""
+    """The input: where images and labels are, as path prefixes."""
 
     description: str
     images_base: Location  # <root>/leftImg8bit, or member leftImg8bit of the images archive
-    labels_base: Location  # <root>/gtFine, or member gtFine of the gtFine archive
-    image_members: tuple[str, ...] | None = None  # archive member names, when from a zip
+    labels_base: Location  # <root>/gtFine (gtCoarse), or that member of its archive
+    # The images when from archives: (archive, member names) per archive, at most one per split.
+    image_archives: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+    annotations: AnnotationSet = FINE
 
     @property
     def from_archives(self) -> bool:
-        return self.image_members is not None
+        return self.image_archives is not None
+
+    @property
+    def image_members(self) -> tuple[str, ...] | None:
+        """Every image member name of the archives (None for a tree)."""
+        if self.image_archives is None:
+            return None
+        return tuple(member for _, members in self.image_archives for member in members)
 
     def splits_present(self) -> list[str]:
-        if self.image_members is None:
+        if self.image_archives is None:
             base = self.images_base.path
             return sorted(os.listdir(base)) if os.path.isdir(base) else []
         return sorted({member.split("/")[1] for member in self.image_members})
 
     def has_split(self, split: str) -> bool:
-        if self.image_members is None:
+        if self.image_archives is None:
             return os.path.isdir(os.path.join(self.images_base.path, split))
         return split in self.splits_present()
+
+    def images_dir(self, split: str) -> Location:
+        """leftImg8bit/<split>, in the archive holding the split's images (for messages)."""
+        for archive, members in self.image_archives or ():
+            if any(member.split("/")[1] == split for member in members):
+                return Location(archive, f"leftImg8bit/{split}")
+        return self.images_base.join(split)
 
     def list_images(self, split: str) -> list[tuple[Location, str, str]]:
         """(path, city, stem) of every leftImg8bit/<split>/*/*_leftImg8bit.png, sorted by path.
@@ -75,7 +131,7 @@ class Dataset:
         with a dot match, as they do in TensorFlow's glob, which the reference uses.
         """
         found = []
-        if self.image_members is None:
+        if self.image_archives is None:
             split_dir = os.path.join(self.images_base.path, split)
             for city in os.listdir(split_dir):
                 city_dir = os.path.join(split_dir, city)
@@ -85,52 +141,82 @@ class Dataset:
                             found.append((Location(os.path.join(city_dir, name)), city, name[: -len(IMAGE_SUFFIX)]))
             found.sort(key=lambda item: item[0].path)
         else:
-            archive = self.images_base.path
-            for member in self.image_members:
-                _, member_split, city, name = member.split("/")
-                if member_split == split and name.endswith(IMAGE_SUFFIX):
-                    found.append((Location(archive, member), city, name[: -len(IMAGE_SUFFIX)]))
+            for archive, members in self.image_archives:
+                for member in members:
+                    _, member_split, city, name = member.split("/")
+                    if member_split == split and name.endswith(IMAGE_SUFFIX):
+                        found.append((Location(archive, member), city, name[: -len(IMAGE_SUFFIX)]))
             # Member names sort as the unpacked tree's full paths would: the prefix
             # before leftImg8bit/ is the same for every file.
             found.sort(key=lambda item: item[0].member)
         return found
 
 
-def open_dataset(root: str | None, gtfine_zip: str | None = None, images_zip: str | None = None) -> Dataset:
+def open_dataset(
+    root: str | None, gtfine_zip: str | None = None, images_zip: str | None = None,
+    annotations: str | AnnotationSet = FINE,
+) -> Dataset:
+    """The input of a conversion: a tree, a folder holding the official archives, or (fine
+    annotations only) the two archives named."""
+    annotations = annotation_set(annotations)
     if gtfine_zip or images_zip:
+        if annotations is not FINE:
+            raise CsconvError(
+                f"--gtfine_zip and --images_zip name the fine annotations' archives; for {annotations.name} "
+                f"annotations give --cityscapes_root, a tree or the folder holding {annotations.archive}"
+            )
         if not (gtfine_zip and images_zip):
             raise CsconvError("--gtfine_zip and --images_zip go together: give both archives")
-        return _from_archives(gtfine_zip, images_zip)
+        return _from_archives(gtfine_zip, (images_zip,), FINE)
     if root is None:
         raise CsconvError("give --cityscapes_root, or --gtfine_zip and --images_zip")
     if not os.path.isdir(root):
         raise CsconvError(f"{root}: Cityscapes root does not exist or is not a folder")
-    images, labels = os.path.join(root, "leftImg8bit"), os.path.join(root, "gtFine")
+    folder = annotations.folder
+    images, labels = os.path.join(root, "leftImg8bit"), os.path.join(root, folder)
     if os.path.isdir(images) and os.path.isdir(labels):
-        return Dataset(root, Location(images), Location(labels))
-    zips = os.path.join(root, GTFINE_ZIP), os.path.join(root, IMAGES_ZIP)
-    if not os.path.isdir(images) and not os.path.isdir(labels) and all(os.path.isfile(z) for z in zips):
-        return _from_archives(*zips)
-    missing = " and ".join(f"{name}/" for name, path in (("leftImg8bit", images), ("gtFine", labels))
+        return Dataset(root, Location(images), Location(labels), annotations=annotations)
+    labels_zip = os.path.join(root, annotations.archive)
+    # Coarse annotations come with two image archives; either may be left out.
+    image_zips = [os.path.join(root, name) for name in _image_archives(annotations)]
+    image_zips = [path for path in image_zips if os.path.isfile(path)]
+    if not os.path.isdir(images) and not os.path.isdir(labels) and os.path.isfile(labels_zip) and image_zips:
+        return _from_archives(labels_zip, tuple(image_zips), annotations)
+    missing = " and ".join(f"{name}/" for name, path in (("leftImg8bit", images), (folder, labels))
                            if not os.path.isdir(path))
+    archives = " and ".join((annotations.archive, " or ".join(_image_archives(annotations))))
     raise CsconvError(
         f"{root}: not a Cityscapes root, missing {missing} (expected leftImg8bit/<split>/<city>/ and "
-        f"gtFine/<split>/<city>/, or the archives {GTFINE_ZIP} and {IMAGES_ZIP})"
+        f"{folder}/<split>/<city>/, or the archives {archives})"
     )
+
+
+def _image_archives(annotations: AnnotationSet) -> tuple[str, ...]:
+    return (IMAGES_ZIP, EXTRA_IMAGES_ZIP) if annotations is COARSE else (IMAGES_ZIP,)
 
 
 @dataclass(frozen=True)
 class GtFine:
-    """The gtFine annotations alone, as the cityscapesscripts prework reads them: a folder,
-    or the gtFine archive's members (`members`, under `base.member`)."""
+    """One set of annotations alone (gtFine, or gtCoarse despite the name), as the
+    cityscapesscripts prework reads them: a folder, or the archive's members (`members`,
+    under `base.member`)."""
 
-    base: Location  # <root>/gtFine, or member gtFine of gtFine_trainvaltest.zip
+    base: Location  # <root>/gtFine, or member gtFine of gtFine_trainvaltest.zip (gtCoarse: alike)
     members: tuple[str, ...] | None = None
+    annotations: AnnotationSet = FINE
 
     def has_split(self, split: str) -> bool:
         if self.members is None:
             return os.path.isdir(os.path.join(self.base.path, split))
         return any(member.split("/")[1] == split for member in self.members)
+
+    def splits(self) -> list[str]:
+        """The split folders it holds, sorted (names starting with a dot left out, as by glob)."""
+        if self.members is None:
+            base = self.base.path
+            return sorted(name for name in os.listdir(base)
+                          if not name.startswith(".") and os.path.isdir(os.path.join(base, name)))
+        return sorted({member.split("/")[1] for member in self.members})
 
     def files(self, split: str) -> list[tuple[Location, str, str]]:
         """(location, city, file name) of every file in gtFine/<split>/<city>/, sorted by path.
@@ -156,38 +242,51 @@ class GtFine:
         return found
 
 
-def open_gtfine(root: str) -> GtFine:
-    """gtFine/ in `root`, or else the gtFine_trainvaltest.zip there."""
+def open_gtfine(root: str, annotations: str | AnnotationSet = FINE) -> GtFine:
+    """gtFine/ (gtCoarse/) in `root`, or else its official archive there."""
+    annotations = annotation_set(annotations)
     if not os.path.isdir(root):
         raise CsconvError(f"{root}: Cityscapes root does not exist or is not a folder")
-    folder = os.path.join(root, "gtFine")
+    top = annotations.folder
+    folder = os.path.join(root, top)
     if os.path.isdir(folder):
-        return GtFine(Location(folder))
-    archive = os.path.join(root, GTFINE_ZIP)
+        return GtFine(Location(folder), annotations=annotations)
+    archive = os.path.join(root, annotations.archive)
     if os.path.isfile(archive):
-        members = []
-        for name in _member_names(archive):
-            parts = name.split("/")
-            # gtFine/<split>/<city>/<file> only: README, license, __MACOSX/ and folders are not annotations.
-            if len(parts) == 4 and parts[0] == "gtFine" and parts[3] and not any(p.startswith(".") for p in parts[1:]):
-                members.append(name)
-        return GtFine(Location(archive, "gtFine"), tuple(members))
-    raise InputError(root, f"no gtFine/ folder and no {GTFINE_ZIP}; is this a Cityscapes root?")
+        return GtFine(Location(archive, top), _annotation_members(archive, top), annotations)
+    raise InputError(root, f"no {top}/ folder and no {annotations.archive}; is this a Cityscapes root?")
 
 
-def _from_archives(gtfine_zip: str, images_zip: str) -> Dataset:
+def _annotation_members(archive: str, top: str) -> tuple[str, ...]:
     members = []
-    for name in _member_names(images_zip):
+    for name in _member_names(archive):
         parts = name.split("/")
-        # Only leftImg8bit/<split>/<city>/<file>: README, license and __MACOSX/ are ignored.
-        if len(parts) == 4 and parts[0] == "leftImg8bit" and parts[3].endswith(IMAGE_SUFFIX):
+        # <top>/<split>/<city>/<file> only: README, license, __MACOSX/ and folders are not annotations.
+        if len(parts) == 4 and parts[0] == top and parts[3] and not any(p.startswith(".") for p in parts[1:]):
             members.append(name)
-    _member_names(gtfine_zip)  # fail now, not in a worker, if it is not a usable zip
+    return tuple(members)
+
+
+def _from_archives(labels_zip: str, images_zips: tuple[str, ...], annotations: AnnotationSet) -> Dataset:
+    image_archives, seen = [], {}
+    for images_zip in images_zips:
+        members = []
+        for name in _member_names(images_zip):
+            parts = name.split("/")
+            # Only leftImg8bit/<split>/<city>/<file>: README, license and __MACOSX/ are ignored.
+            if len(parts) == 4 and parts[0] == "leftImg8bit" and parts[3].endswith(IMAGE_SUFFIX):
+                if name in seen:  # the frame would be converted twice
+                    raise InputError(str(Location(images_zip, name)), f"this image is in {seen[name]} too")
+                seen[name] = images_zip
+                members.append(name)
+        image_archives.append((images_zip, tuple(members)))
+    _member_names(labels_zip)  # fail now, not in a worker, if it is not a usable zip
     return Dataset(
-        f"{images_zip} + {gtfine_zip}",
-        Location(images_zip, "leftImg8bit"),
-        Location(gtfine_zip, "gtFine"),
-        tuple(members),
+        " + ".join((*images_zips, labels_zip)),
+        Location(images_zips[0], "leftImg8bit"),
+        Location(labels_zip, annotations.folder),
+        tuple(image_archives),
+        annotations,
     )
 
 

@@ -72,7 +72,7 @@ def plan(
     for split in dict.fromkeys(splits or default_splits(dataset)):  # each split once, in the order given
         frames = discover.find_frames(dataset, split)
         if not frames:
-            raise CsconvError(f"{dataset.images_base}/{split}: no *_leftImg8bit.png images in this split")
+            raise CsconvError(f"{dataset.images_dir(split)}: no *_leftImg8bit.png images in this split")
         _check_size(split, len(frames), strict_sizes)
         sizes[split] = len(frames)
         annotations: list[Annotation | None] = [None] * len(frames)
@@ -114,11 +114,13 @@ def _check_size(split: str, count: int, strict: bool) -> None:
 
 
 def default_splits(dataset: Dataset) -> list[str]:
-    """train, val and test, those the input holds: archives may carry only some."""
-    present = [split for split in discover.SPLITS if dataset.has_split(split)]
+    """train, val and test (coarse annotations: train, val, train_extra), those the input
+    holds: archives may carry only some."""
+    splits = dataset.annotations.splits
+    present = [split for split in splits if dataset.has_split(split)]
     if not present:
-        raise CsconvError(f"{dataset.images_base}: holds none of the splits {', '.join(discover.SPLITS)}")
-    for split in discover.SPLITS:
+        raise CsconvError(f"{dataset.images_base}: holds none of the splits {', '.join(splits)}")
+    for split in splits:
         if split not in present:
             warnings.warn(f"the input holds no {split!r} split; converting {', '.join(present)}", stacklevel=3)
     return present
@@ -149,7 +151,7 @@ def convert(
         raise CsconvError("--num_shards must be at least 1")
     if overwrite and resume_run:
         raise CsconvError("--overwrite and --resume exclude each other")
-    dataset = open_dataset(root, gtfine_zip, images_zip)
+    dataset = open_dataset(root, gtfine_zip, images_zip, options.annotations)
     jobs, sizes = plan(
         dataset, splits, sink_name, output_dir, options, num_shards, strict_sizes,
         keep_going=keep_going, decode_check=decode_check, sha256=sha256, max_pixels=check_max_pixels(max_pixels),

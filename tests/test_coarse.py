@@ -1,0 +1,203 @@
+"""Coarse annotations (gtCoarse, and the coarse-only train_extra split): the synthetic
+generator writes them as the download has them, and `convert --annotations coarse`
+stores the labels cityscapesscripts' csCreateTrainIdLabelImgs draws from them.
+
+The oracle is the real csCreateTrainIdLabelImgs, which walks gtCoarse as well as gtFine
+(conftest.run_prework), run on a copy of the same synthetic tree; the records are read
+back with TensorFlow and DeepLab2's feature keys.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import csconv
+from csconv.convert import SplitSizeWarning
+from conftest import read_tfrecord, run_prework
+from test_archives import make_archives, shard_bytes
+
+from csconv.core.errors import CsconvError
+from csconv.core.sources import EXTRA_IMAGES_ZIP, GTCOARSE_ZIP, IMAGES_ZIP, open_dataset
+from csconv.synthetic import generate_dataset
+
+SIZES = {"train": 4, "val": 2, "test": 1, "train_extra": 5}
+COARSE_SPLITS = ("train", "val", "train_extra")
+SPEC = dict(width=96, height=48, seed=5, image_modes={1: "P", 3: "RGBA"}, coarse=True)
+
+
+def files_of(root: Path, top: str = "") -> dict[str, bytes]:
+    base = root / top
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def coarse(tmp_path_factory):
+    """(raw tree, the tree after cityscapesscripts' prework, the folder of official archives)."""
+    base = tmp_path_factory.mktemp("coarse")
+    raw = base / "raw"
+    generate_dataset(raw, SIZES, **SPEC)
+    prepared = run_prework(raw, base / "prepared")
+    make_archives(raw, base / "download")
+    return raw, prepared, base / "download"
+
+
+def stems(root: Path, top: str, split: str, suffix: str) -> list[str]:
+    return sorted(p.name[: -len(suffix)] for p in (root / top / split).glob(f"*/*{suffix}"))
+
+
+# --- the generator ----------------------------------------------------------------------
+
+def test_generator_writes_gtcoarse_as_the_download_has_it(coarse):
+    raw, _, _ = coarse
+    assert sorted(p.name for p in (raw / "gtCoarse").iterdir()) == sorted(COARSE_SPLITS)
+    assert sorted(p.name for p in (raw / "gtFine").iterdir()) == ["test", "train", "val"]
+    for split in COARSE_SPLITS:
+        images = stems(raw, "leftImg8bit", split, "_leftImg8bit.png")
+        assert len(images) == SIZES[split]
+        for kind in ("polygons.json", "labelIds.png", "instanceIds.png"):
+            assert stems(raw, "gtCoarse", split, f"_gtCoarse_{kind}") == images, (split, kind)
+    # train_extra's cities are the real ones, hyphens included.
+    assert "bad-honnef" in {p.name for p in (raw / "leftImg8bit" / "train_extra").iterdir()}
+    label_ids = Image.open(next((raw / "gtCoarse" / "train_extra").glob("*/*_gtCoarse_labelIds.png")))
+    instance_ids = Image.open(next((raw / "gtCoarse" / "train_extra").glob("*/*_gtCoarse_instanceIds.png")))
+    assert (label_ids.mode, instance_ids.mode, label_ids.size) == ("L", "I;16", (96, 48))
+
+
+def test_coarse_colour_files_come_with_write_color(tmp_path):
+    generate_dataset(tmp_path, {"train_extra": 1}, width=32, height=16, write_color=True)
+    assert len(list(tmp_path.glob("gtCoarse/train_extra/*/*_gtCoarse_color.png"))) == 1
+
+
+def test_asking_for_coarse_changes_no_other_byte(coarse, tmp_path):
+    raw, _, _ = coarse
+    fine_only = {split: n for split, n in SIZES.items() if split != "train_extra"}
+    generate_dataset(tmp_path, fine_only, **{**SPEC, "coarse": False})
+    assert not (tmp_path / "gtCoarse").exists()
+    ours = {path: data for path, data in files_of(raw).items()
+            if not path.startswith("gtCoarse") and "/train_extra/" not in path}
+    assert files_of(tmp_path) == ours
+
+
+def test_coarse_generation_is_deterministic(coarse, tmp_path):
+    raw, _, _ = coarse
+    generate_dataset(tmp_path, SIZES, **SPEC)
+    assert files_of(tmp_path) == files_of(raw)
+
+
+def test_coarse_polygons_are_fewer_rougher_and_cover_less(tmp_path):
+    generate_dataset(tmp_path, {"train": 3, "val": 1}, width=1024, height=512, seed=2, coarse=True)
+    for fine in sorted(tmp_path.glob("gtFine/*/*/*_gtFine_polygons.json")):
+        rough = Path(str(fine).replace("gtFine", "gtCoarse"))
+        fine_doc, rough_doc = json.loads(fine.read_text()), json.loads(rough.read_text())
+        assert (rough_doc["imgWidth"], rough_doc["imgHeight"]) == (1024, 512)
+        assert 0 < len(rough_doc["objects"]) < len(fine_doc["objects"])
+        assert all(3 <= len(o["polygon"]) <= 7 for o in rough_doc["objects"])
+        assert all(0 <= x < 1024 and 0 <= y < 512 for o in rough_doc["objects"] for x, y in o["polygon"])
+        unlabelled = [(np.asarray(Image.open(str(path).replace("_polygons.json", "_labelIds.png"))) == 0).mean()
+                      for path in (fine, rough)]
+        assert unlabelled[1] > max(0.2, 3 * unlabelled[0]), (rough, unlabelled)
+
+
+def test_archives_are_laid_out_as_the_download(coarse):
+    _, _, download = coarse
+    with zipfile.ZipFile(download / GTCOARSE_ZIP) as archive:
+        tops = {tuple(n.split("/")[:2]) for n in archive.namelist() if n.startswith("gtCoarse/")}
+    assert tops == {("gtCoarse", split) for split in COARSE_SPLITS}
+    with zipfile.ZipFile(download / EXTRA_IMAGES_ZIP) as archive:
+        assert {n.split("/")[1] for n in archive.namelist() if n.startswith("leftImg8bit/")} == {"train_extra"}
+    with zipfile.ZipFile(download / IMAGES_ZIP) as archive:
+        assert not [n for n in archive.namelist() if "/train_extra/" in n]
+
+
+# --- discovery ----------------------------------------------------------------------------
+
+def test_coarse_input_is_the_tree_or_the_archives(coarse, tmp_path):
+    raw, _, download = coarse
+    tree, zips = open_dataset(str(raw), annotations="coarse"), open_dataset(str(download), annotations="coarse")
+    assert tree.labels_base.path == str(raw / "gtCoarse") and not tree.from_archives
+    assert zips.from_archives and zips.labels_base.member == "gtCoarse"
+    for split in COARSE_SPLITS:
+        assert [stem for _, _, stem in tree.list_images(split)] == [stem for _, _, stem in zips.list_images(split)]
+    assert str(zips.images_dir("train_extra")) == f"{download / EXTRA_IMAGES_ZIP}::leftImg8bit/train_extra"
+    (tmp_path / "leftImg8bit").mkdir()
+    with pytest.raises(CsconvError, match="missing gtCoarse/ .*gtCoarse.zip and leftImg8bit_trainvaltest.zip or "
+                                          "leftImg8bit_trainextra.zip"):
+        open_dataset(str(tmp_path), annotations="coarse")
+
+
+# --- conversion -------------------------------------------------------------------------------
+
+def convert_coarse(root, output_dir, **options):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SplitSizeWarning)
+        return csconv.convert(root, output_dir, create_panoptic_data=False, annotations="coarse",
+                              workers=1, **options)
+
+
+def test_coarse_records_hold_cityscapesscripts_labels(coarse, tmp_path):
+    raw, prepared, _ = coarse
+    summary = convert_coarse(raw, tmp_path)
+    assert summary.splits == {split: SIZES[split] for split in COARSE_SPLITS}
+    assert not list(tmp_path.glob("test-*"))
+    for split in COARSE_SPLITS:
+        images = sorted((raw / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"), key=str)
+        per_shard = math.ceil(len(images) / 10)
+        records = []
+        for k in range(10):
+            shard = read_tfrecord(tmp_path / f"{split}-{k:05d}-of-00010.tfrecord")
+            assert len(shard) == len(images[k * per_shard:(k + 1) * per_shard]), (split, k)
+            records += shard
+        for image, record in zip(images, records, strict=True):
+            stem = image.name[: -len("_leftImg8bit.png")]
+            city = image.parent.name
+            expected = prepared / "gtCoarse" / split / city / f"{stem}_gtCoarse_labelTrainIds.png"
+            assert record["image/filename"] == stem.encode()
+            assert record["image/segmentation/class/format"] == b"png"
+            assert record["image/segmentation/class/encoded"] == expected.read_bytes(), expected
+            with Image.open(image) as opened:
+                assert (record["image/width"], record["image/height"]) == opened.size
+                if opened.mode == "RGB":
+                    assert record["image/encoded"] == image.read_bytes()
+
+
+def test_coarse_labels_are_not_the_fine_ones(coarse, tmp_path):
+    raw, _, _ = coarse
+    fine = list(csconv.samples(raw, "train", task="semantic"))
+    rough = list(csconv.samples(raw, "train", task="semantic", annotations="coarse"))
+    assert [s.filename for s in fine] == [s.filename for s in rough]
+    assert all(a.image == b.image and a.label != b.label for a, b in zip(fine, rough))
+    assert all((s.label_array() == 255).mean() > (f.label_array() == 255).mean() for s, f in zip(rough, fine))
+
+
+def test_coarse_from_the_archives_is_byte_identical_to_the_tree(coarse, tmp_path):
+    raw, _, download = coarse
+    convert_coarse(raw, tmp_path / "tree")
+    convert_coarse(download, tmp_path / "zips")
+    assert shard_bytes(tmp_path / "zips") == shard_bytes(tmp_path / "tree")
+    assert len(shard_bytes(tmp_path / "tree")) == 30
+
+
+def test_samples_are_what_convert_stores(coarse, tmp_path):
+    raw, _, download = coarse
+    convert_coarse(raw, tmp_path, splits=["train_extra"])
+    stored = list(csconv.read(tmp_path, "train_extra"))
+    assert list(csconv.samples(download, "train_extra", task="semantic", annotations="coarse")) == stored
+
+
+def test_panoptic_from_coarse_and_coarse_test_split_are_refused(coarse, tmp_path):
+    raw, _, _ = coarse
+    with pytest.raises(CsconvError, match="^--annotations coarse makes semantic labels only .*gtFine alone"):
+        csconv.convert(raw, tmp_path, annotations="coarse")
+    with pytest.raises(CsconvError, match="coarse annotations hold no 'test' split"):
+        convert_coarse(raw, tmp_path, splits="test")
+    with pytest.raises(CsconvError, match="annotations must be fine or coarse, got 'rough'"):
+        csconv.samples(raw, "train", task="semantic", annotations="rough")
+    assert not list(tmp_path.iterdir())
