@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import warnings
 import zipfile
 from pathlib import Path
@@ -24,8 +25,11 @@ from csconv.convert import SplitSizeWarning
 from conftest import read_tfrecord, run_prework
 from test_archives import make_archives, shard_bytes
 
-from csconv.core.errors import CsconvError
+from csconv.core.errors import CsconvError, InputError
+from csconv.core.prework import Kind
 from csconv.core.sources import EXTRA_IMAGES_ZIP, GTCOARSE_ZIP, IMAGES_ZIP, open_dataset
+from csconv.prework import prework
+from csconv.prework.records import MANIFEST_NAME
 from csconv.synthetic import generate_dataset
 
 SIZES = {"train": 4, "val": 2, "test": 1, "train_extra": 5}
@@ -201,3 +205,74 @@ def test_panoptic_from_coarse_and_coarse_test_split_are_refused(coarse, tmp_path
     with pytest.raises(CsconvError, match="annotations must be fine or coarse, got 'rough'"):
         csconv.samples(raw, "train", task="semantic", annotations="rough")
     assert not list(tmp_path.iterdir())
+
+
+# --- prework ------------------------------------------------------------------------------------
+
+def new_files(root: Path, inputs: dict[str, bytes]) -> dict[str, bytes]:
+    return {path: data for path, data in files_of(root).items()
+            if path not in inputs and path != MANIFEST_NAME}
+
+
+@pytest.fixture(scope="module")
+def reference_outputs(coarse):
+    """What csCreateTrainIdLabelImgs and csCreatePanopticImgs --use-train-id added to the tree."""
+    raw, prepared, _ = coarse
+    return new_files(prepared, files_of(raw))
+
+
+def test_prework_of_both_sets_is_cityscapesscripts_bytes(coarse, reference_outputs, tmp_path):
+    raw, _, download = coarse
+    assert any(path.startswith("gtCoarse/train_extra/") for path in reference_outputs)
+    kinds = (Kind.LABEL_TRAIN_IDS, Kind.PANOPTIC_TRAIN_ID)  # what conftest.run_prework runs
+    ours = tmp_path / "tree"
+    shutil.copytree(raw, ours)
+    summary = prework(str(ours), None, kinds, annotations=("fine", "coarse"))
+    assert new_files(ours, files_of(raw)) == reference_outputs
+    assert summary.counts["gtCoarse/train_extra"] == {"labelTrainIds": SIZES["train_extra"]}
+    prework(str(download), str(tmp_path / "from-zips"), kinds, annotations=("fine", "coarse"))
+    assert new_files(tmp_path / "from-zips", {}) == reference_outputs
+
+
+def test_prework_of_coarse_alone_makes_its_label_train_ids(coarse, reference_outputs, tmp_path):
+    _, _, download = coarse
+    summary = prework(str(download), str(tmp_path), annotations=("coarse",))
+    coarse_outputs = {path: data for path, data in reference_outputs.items() if path.startswith("gtCoarse/")}
+    assert new_files(tmp_path, {}) == coarse_outputs
+    assert sorted(summary.counts) == [f"gtCoarse/{split}" for split in sorted(COARSE_SPLITS)]
+    manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    assert (manifest["annotations"], manifest["make"]) == (["coarse"], ["labelTrainIds"])
+
+
+def test_prework_instance_train_ids_of_coarse_are_the_tools_values(coarse, tmp_path):
+    from cityscapesscripts.helpers.annotation import Annotation
+    from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
+
+    raw, _, _ = coarse
+    prework(str(raw), str(tmp_path), (Kind.INSTANCE_TRAIN_IDS,), ["train_extra"], annotations=("coarse",))
+    polygons = sorted((raw / "gtCoarse" / "train_extra").glob("*/*_gtCoarse_polygons.json"))
+    assert len(polygons) == SIZES["train_extra"]
+    for path in polygons:
+        annotation = Annotation()
+        annotation.fromJsonFile(str(path))
+        ours = tmp_path / path.relative_to(raw).parent / path.name.replace("_polygons.json", "_instanceTrainIds.png")
+        assert np.array_equal(np.asarray(Image.open(ours)), np.asarray(createInstanceImage(annotation, "trainIds")))
+
+
+def test_prework_refusals(coarse, tmp_path):
+    raw, _, download = coarse
+    with pytest.raises(CsconvError, match="^--make panoptic_trainId,panoptic needs --annotations fine: panoptic files "
+                                          "are made from gtFine's"):
+        prework(str(raw), str(tmp_path), (Kind.LABEL_TRAIN_IDS, Kind.PANOPTIC_TRAIN_ID, Kind.PANOPTIC),
+                annotations=("coarse",))
+    with pytest.raises(CsconvError, match=f"^{download / GTCOARSE_ZIP}: the annotations are read from the archive"):
+        prework(str(download), None, annotations=("coarse",))
+    with pytest.raises(InputError, match=f"^{tmp_path}: no gtCoarse/ folder and no gtCoarse.zip"):
+        prework(str(tmp_path), str(tmp_path / "o"), annotations=("coarse",))
+    # A split only gtCoarse holds is done there alone; one neither holds is an error.
+    summary = prework(str(raw), str(tmp_path / "extra"), splits=["train_extra"], annotations=("fine", "coarse"))
+    assert list(summary.counts) == ["gtCoarse/train_extra"]
+    with pytest.raises(InputError, match="no \\*_gt\\*_polygons.json files for split 'nowhere'"):
+        prework(str(raw), str(tmp_path / "nowhere"), splits=["nowhere"], annotations=("fine", "coarse"))
+    with pytest.raises(InputError, match="polygons JSON claims 96x48 pixels, more than --max_pixels \\(1,000\\)"):
+        prework(str(raw), str(tmp_path / "bomb"), annotations=("coarse",), max_pixels=1000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.panoptic_gt import JsonEntries
+from ..core.png import set_max_pixels
 from ..core.prework import panoptic_files, polygon_files
 from ..core.sources import read_file
 from ..output import write_file_unsynced
@@ -20,6 +21,14 @@ class FrameDone:
 
 
 def make_frame(task: FrameTask) -> FrameDone:
+    previous_max_pixels = set_max_pixels(task.max_pixels)
+    try:
+        return _make_frame(task)
+    finally:
+        set_max_pixels(previous_max_pixels)
+
+
+def _make_frame(task: FrameTask) -> FrameDone:
     kinds = {kind for kind, _ in task.outputs}
     contents, entries = {}, None
     if task.polygons is not None and any(kind.from_polygons for kind in kinds):

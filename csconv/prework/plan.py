@@ -8,14 +8,14 @@ import os
 import warnings
 from dataclasses import dataclass, field
 
-from ..core.discover import SPLITS
 from ..core.errors import InputError
 from ..core.panoptic_gt import panoptic_png_name, split_names
 from ..core.prework import (
     INSTANCE_IDS_PATTERN, INSTANCE_IDS_SUFFIX, POLYGONS_PATTERN, POLYGONS_SUFFIX, Kind, is_instance_ids_file,
     is_polygons_file, label_file_name,
 )
-from ..core.sources import GtFine, Location
+from ..core.png import DEFAULT_MAX_PIXELS
+from ..core.sources import FINE, GtFine, Location
 
 
 @dataclass(frozen=True)
@@ -23,22 +23,22 @@ class Layout:
     """Where the outputs go. `root` holds the manifest; records name files relative to it."""
 
     root: str
-    labels_dir: str  # label files go to <labels_dir>/<split>/<city>/, beside the polygons
+    labels_root: str  # label files go to <labels_root>/<gtFine or gtCoarse>/<split>/<city>/, beside the polygons
     panoptic_dir: str  # the panoptic JSONs and PNG folders
 
     @classmethod
     def cityscapes(cls, root: str) -> "Layout":
-        """As cityscapesscripts writes into a Cityscapes root: everything inside gtFine/."""
-        gtfine = os.path.join(root, "gtFine")
-        return cls(root, gtfine, gtfine)
+        """As cityscapesscripts writes into a Cityscapes root: labels beside their polygons,
+        the panoptic files inside gtFine/."""
+        return cls(root, root, os.path.join(root, FINE.folder))
 
     @classmethod
     def panoptic_only(cls, folder: str) -> "Layout":
         """`eval-gt`: the panoptic JSONs and folders straight in `folder`."""
-        return cls(folder, os.path.join(folder, "gtFine"), folder)
+        return cls(folder, folder, folder)
 
-    def label_file(self, split: str, city: str, polygons_name: str, kind: Kind) -> str:
-        return os.path.join(self.labels_dir, split, city, label_file_name(polygons_name, kind))
+    def label_file(self, folder: str, split: str, city: str, polygons_name: str, kind: Kind) -> str:
+        return os.path.join(self.labels_root, folder, split, city, label_file_name(polygons_name, kind))
 
     def panoptic_file(self, split: str, kind: Kind, instance_ids_name: str) -> str:
         _, folder = split_names(split, kind.train_ids)
@@ -68,6 +68,7 @@ class FrameTask:
     # The panoptic kinds whose split JSON wants this frame's entries back: those of the
     # run, or (--resume) only those whose JSON is still to be written.
     json_kinds: tuple[Kind, ...] = ()
+    max_pixels: int = DEFAULT_MAX_PIXELS  # the most pixels an input may claim (png.set_max_pixels)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class SplitJson:
 class Plan:
     frames: list[FrameTask] = field(default_factory=list)
     jsons: list[SplitJson] = field(default_factory=list)
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> kind -> files
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split (gtCoarse/<split>) -> kind -> files
 
     @property
     def directories(self) -> set[str]:
@@ -104,22 +105,41 @@ class MissingInputWarning(UserWarning):
 
 
 def make_plan(
-    gtfine: GtFine, layout: Layout, kinds, splits: list[str] | None, compress_level: int | None
+    trees: list[GtFine], layout: Layout, kinds, splits: list[str] | None, compress_level: int | None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Plan:
-    """Every output of `kinds` for `splits` (default: those of train, val, test gtFine holds).
+    """Every output of `kinds` for `splits` of each annotation tree (default: every split of
+    its set that the tree holds: train, val, test for gtFine; train, val, train_extra for
+    gtCoarse). Panoptic kinds are made from gtFine alone, as cityscapesscripts makes them.
 
-    A named split without the files a kind is made from is an error; by default such a
+    A named split without the files a kind is made from is an error (with several trees,
+    a tree that lacks the split is passed over while another holds it); by default such a
     split only warns (the test split of a custom tree may lack instanceIds).
     """
-    named = splits is not None
-    if not named:
-        splits = [split for split in SPLITS if gtfine.has_split(split)]
-    polygon_kinds = [kind for kind in kinds if kind.from_polygons]
-    panoptic_kinds = [kind for kind in kinds if not kind.from_polygons]
     plan = Plan()
+    for tree in trees:
+        if splits is None:
+            tree_splits = [split for split in tree.annotations.splits if tree.has_split(split)]
+        else:
+            tree_splits = [split for split in splits if tree.has_split(split)
+                           or not any(other.has_split(split) for other in trees)]
+        _plan_tree(plan, tree, tree_splits, splits is not None, layout, kinds, compress_level, max_pixels)
+    if not plan.frames:
+        polygon_kinds = [kind for kind in kinds if kind.from_polygons]
+        patterns = [pattern for wanted, pattern in ((polygon_kinds, POLYGONS_PATTERN),
+                                                    (len(polygon_kinds) < len(kinds), INSTANCE_IDS_PATTERN)) if wanted]
+        raise InputError(trees[0].base, f"no split holds {' or '.join(patterns)} files")
+    return plan
+
+
+def _plan_tree(plan: Plan, tree: GtFine, splits: list[str], named: bool, layout: Layout, kinds,
+               compress_level: int | None, max_pixels: int) -> None:
+    folder = tree.annotations.folder
+    polygon_kinds = [kind for kind in kinds if kind.from_polygons]
+    panoptic_kinds = [kind for kind in kinds if not kind.from_polygons] if tree.annotations is FINE else []
     for split in splits:
         polygons, instance_ids = {}, {}
-        for location, city, name in gtfine.files(split):
+        for location, city, name in tree.files(split):
             if is_polygons_file(name):
                 polygons[f"{split}/{city}/{name[: -len(POLYGONS_SUFFIX)]}"] = (location, city, name)
             elif is_instance_ids_file(name):
@@ -127,17 +147,17 @@ def make_plan(
         for wanted, found, pattern in ((polygon_kinds, polygons, POLYGONS_PATTERN),
                                        (panoptic_kinds, instance_ids, INSTANCE_IDS_PATTERN)):
             if wanted and not found:
-                where = gtfine.base.join(split)
+                where = tree.base.join(split)
                 if named:
                     raise InputError(where, f"no {pattern} files for split {split!r}")
                 warnings.warn(f"{where}: no {pattern} files, so no {', '.join(k.value for k in wanted)} "
-                              f"files for split {split!r}", MissingInputWarning, stacklevel=2)
+                              f"files for split {split!r}", MissingInputWarning, stacklevel=3)
         counts = {}
         for key in sorted(polygons.keys() | instance_ids.keys()):
             outputs = []
             if key in polygons and polygon_kinds:
                 location, city, name = polygons[key]
-                outputs += [(kind, layout.label_file(split, city, name, kind)) for kind in polygon_kinds]
+                outputs += [(kind, layout.label_file(folder, split, city, name, kind)) for kind in polygon_kinds]
             instance = instance_ids.get(key) if panoptic_kinds else None
             if instance is not None:
                 outputs += [(kind, layout.panoptic_file(split, kind, instance[2])) for kind in panoptic_kinds]
@@ -153,15 +173,12 @@ def make_plan(
                 outputs=tuple(outputs),
                 compress_level=compress_level,
                 json_kinds=tuple(panoptic_kinds) if instance is not None else (),
+                max_pixels=max_pixels,
             ))
         if instance_ids and panoptic_kinds:
             keys = tuple(instance_ids)  # in path order, as listed
             plan.jsons += [SplitJson(split, kind, layout.panoptic_json(split, kind), keys) for kind in panoptic_kinds]
             counts["json"] = len(panoptic_kinds)
         if counts:
-            plan.counts[split] = counts
-    if not plan.frames:
-        patterns = [pattern for wanted, pattern in ((polygon_kinds, POLYGONS_PATTERN), (panoptic_kinds, INSTANCE_IDS_PATTERN))
-                    if wanted]
-        raise InputError(gtfine.base, f"no split holds {' or '.join(patterns)} files")
-    return plan
+            # gtFine's splits by their names, as before coarse annotations; gtCoarse's apart.
+            plan.counts[split if tree.annotations is FINE else f"{folder}/{split}"] = counts

@@ -146,12 +146,14 @@ class Journal:
             pass
 
 
-def write_manifest(root: str, run_fingerprint: str, kinds, compress_level, counts: dict, files: dict) -> None:
+def write_manifest(root: str, run_fingerprint: str, kinds, annotations, compress_level, counts: dict,
+                   files: dict) -> None:
     """Deterministic: the same run gives the same bytes, whatever --workers or --resume."""
     head = {
         "csconv_version": __version__,
         "fingerprint": run_fingerprint,
         "make": [kind.value for kind in kinds],
+        "annotations": [annotation_set.name for annotation_set in annotations],
         "png_compress_level": compress_level,
         "splits": counts,
     }

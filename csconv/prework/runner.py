@@ -16,8 +16,9 @@ from dataclasses import dataclass, field, replace
 from ..pipeline import workers as worker_pool
 from ..core.errors import CsconvError
 from ..core.panoptic_gt import json_document
-from ..core.prework import DEFAULT_KINDS
-from ..core.sources import open_gtfine
+from ..core.png import DEFAULT_MAX_PIXELS, check_max_pixels
+from ..core.prework import DEFAULT_KINDS, Kind
+from ..core.sources import FINE, annotation_set, open_gtfine
 from ..output import sync_file_system, temp_name, write_file_unsynced
 from ..pipeline.output_folder import make_output_dir, remove_file
 from ..pipeline.progress import Progress
@@ -30,7 +31,7 @@ from .pool import run_tasks
 
 @dataclass
 class PreworkSummary:
-    counts: dict[str, dict[str, int]]  # split -> kind -> files of this run
+    counts: dict[str, dict[str, int]]  # split (gtCoarse/<split>) -> kind -> files of this run
     frames: int = 0  # frames made by this run
     written: int = 0  # files written by this run
     kept: int = 0  # files an earlier run had completed, kept by --resume
@@ -49,8 +50,12 @@ def prework(
     compress_level: int | None = None,
     show_progress: bool = False,
     panoptic_only_layout: bool = False,
+    annotations=(FINE,),
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> PreworkSummary:
-    """Write the cityscapesscripts prework outputs of `kinds` (default: DeepLab2's tree).
+    """Write the cityscapesscripts prework outputs of `kinds` (default: DeepLab2's tree;
+    with coarse annotations alone, labelTrainIds) for the `annotations` sets ("fine",
+    "coarse": gtFine, gtCoarse).
 
     Into the Cityscapes root itself, as cityscapesscripts does, or mirrored under
     `output_root` (needed when the root holds the zip archives). With
@@ -61,17 +66,23 @@ def prework(
         raise CsconvError("--overwrite and --resume exclude each other")
     if workers < 1:
         raise CsconvError("--workers must be at least 1")
-    kinds = tuple(dict.fromkeys(kinds or DEFAULT_KINDS))
-    gtfine = open_gtfine(cityscapes_root)
+    annotations = tuple(dict.fromkeys(annotation_set(name) for name in annotations))
+    if not annotations:
+        raise CsconvError("--annotations names no annotations")
+    kinds = tuple(dict.fromkeys(kinds or default_kinds(annotations)))
+    check_kinds(kinds, annotations)
+    max_pixels = check_max_pixels(max_pixels)
+    trees = [open_gtfine(cityscapes_root, name) for name in annotations]
     if output_root is None:
-        if gtfine.members is not None:
-            raise CsconvError(
-                f"{gtfine.base.path}: the annotations are read from the archive, so give --output_root "
-                "(cityscapesscripts writes into the unpacked tree)"
-            )
+        for tree in trees:
+            if tree.members is not None:
+                raise CsconvError(
+                    f"{tree.base.path}: the annotations are read from the archive, so give --output_root "
+                    "(cityscapesscripts writes into the unpacked tree)"
+                )
         output_root = cityscapes_root
     layout = Layout.panoptic_only(output_root) if panoptic_only_layout else Layout.cityscapes(output_root)
-    plan = make_plan(gtfine, layout, kinds, splits, compress_level)
+    plan = make_plan(trees, layout, kinds, splits, compress_level, max_pixels)
     run_fingerprint = records.fingerprint(compress_level)
 
     make_output_dir(output_root)
@@ -91,7 +102,23 @@ def prework(
         # From here on the journal describes the folder; a manifest appears again only
         # when this run has finished.
         records.remove_manifest(output_root)
-        return _run(plan, layout, kinds, compress_level, journal, kept, workers, show_progress)
+        return _run(plan, layout, kinds, annotations, compress_level, journal, kept, workers, show_progress)
+
+
+def default_kinds(annotations) -> tuple[Kind, ...]:
+    """DeepLab2's tree; for coarse annotations alone, what they make: labelTrainIds."""
+    if FINE in annotations:
+        return DEFAULT_KINDS
+    return tuple(kind for kind in DEFAULT_KINDS if kind.from_polygons)
+
+
+def check_kinds(kinds, annotations) -> None:
+    panoptic = [kind.value for kind in kinds if not kind.from_polygons]
+    if panoptic and FINE not in annotations:
+        raise CsconvError(
+            f"--make {','.join(panoptic)} needs --annotations fine: panoptic files are made from gtFine's "
+            "*_instanceIds.png alone, as cityscapesscripts' csCreatePanopticImgs makes them"
+        )
 
 
 def _remove_temporaries_and_list(plan: Plan) -> list[str]:
@@ -142,7 +169,7 @@ class _Done:
     bytes: int = 0
 
 
-def _run(plan, layout, kinds, compress_level, journal, kept, workers, show_progress) -> PreworkSummary:
+def _run(plan, layout, kinds, annotations, compress_level, journal, kept, workers, show_progress) -> PreworkSummary:
     root = layout.root
     jsons_to_write = [j for j in plan.jsons if layout.relative(j.path) not in kept.files]
     # A frame's entries are made again if they are not kept; and then for every JSON still
@@ -184,7 +211,8 @@ def _run(plan, layout, kinds, compress_level, journal, kept, workers, show_progr
             # The manifest's rename ends the run: a signal from here on would report a
             # finished run as interrupted.
             worker_pool.ignore_signals()
-            records.write_manifest(root, journal.fingerprint, kinds, compress_level, plan.counts, done.files)
+            records.write_manifest(root, journal.fingerprint, kinds, annotations, compress_level, plan.counts,
+                                   done.files)
             journal.remove()
     except BaseException as error:
         with worker_pool.signals_ignored():  # a second Ctrl-C must not interrupt the clean-up
