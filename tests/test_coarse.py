@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
 import warnings
 import zipfile
 from pathlib import Path
@@ -21,10 +22,10 @@ import pytest
 from PIL import Image
 
 import csconv
-from csconv.convert import SplitSizeWarning
-from conftest import read_tfrecord, run_prework
+from conftest import console_script, read_tfrecord, run_prework
 from test_archives import make_archives, shard_bytes
 
+from csconv import SplitSizeWarning
 from csconv.core.errors import CsconvError, InputError
 from csconv.core.prework import Kind
 from csconv.core.sources import EXTRA_IMAGES_ZIP, GTCOARSE_ZIP, IMAGES_ZIP, open_dataset
@@ -276,3 +277,52 @@ def test_prework_refusals(coarse, tmp_path):
         prework(str(raw), str(tmp_path / "nowhere"), splits=["nowhere"], annotations=("fine", "coarse"))
     with pytest.raises(InputError, match="polygons JSON claims 96x48 pixels, more than --max_pixels \\(1,000\\)"):
         prework(str(raw), str(tmp_path / "bomb"), annotations=("coarse",), max_pixels=1000)
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+def csconv_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([console_script("csconv"), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_prework_of_both_sets_in_workers(coarse, reference_outputs, tmp_path):
+    raw, _, download = coarse
+    ours = tmp_path / "tree"
+    shutil.copytree(raw, ours)
+    flags = ["--annotations", "fine,coarse", "--make", "labelTrainIds,panoptic_trainId", "--workers", "2", "--quiet"]
+    done = csconv_cli("prework", "--cityscapes_root", str(ours), *flags)
+    assert done.returncode == 0, done.stderr
+    assert new_files(ours, files_of(raw)) == reference_outputs
+    done = csconv_cli("prework", "--cityscapes_root", str(download), "--output_root", str(tmp_path / "o"), *flags)
+    assert done.returncode == 0, done.stderr
+    assert new_files(tmp_path / "o", {}) == reference_outputs
+
+
+def test_cli_coarse_conversion_from_the_archives(coarse, tmp_path):
+    raw, _, download = coarse
+    convert_coarse(raw, tmp_path / "api")
+    done = csconv_cli("--cityscapes_root", str(download), "--output_dir", str(tmp_path / "cli"),
+                      "--annotations", "coarse", "--create_panoptic_data=false", "--workers", "2", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert shard_bytes(tmp_path / "cli") == shard_bytes(tmp_path / "api")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["prework", "--annotations", "coarse", "--make", "labelTrainIds,panoptic"],
+     "--make panoptic needs --annotations fine: panoptic files are made from gtFine's *_instanceIds.png alone, "
+     "as cityscapesscripts' csCreatePanopticImgs makes them"),
+    (["prework", "--annotations", "rough"],
+     "--annotations takes a comma-separated list of fine, coarse, got 'rough'"),
+    (["prework", "--annotations", "coarse", "--max_pixels", "1000"],
+     "{polygons}: polygons JSON claims 96x48 pixels, more than --max_pixels (1,000)"),
+    (["convert", "--annotations", "coarse"],
+     "--annotations coarse makes semantic labels only (--create_panoptic_data=false): panoptic labels come from "
+     "gtFine alone, as cityscapesscripts' csCreatePanopticImgs makes them"),
+])
+def test_cli_refusals_are_one_line(coarse, tmp_path, args, message):
+    raw, _, _ = coarse
+    out = ["--output_root", str(tmp_path / "o")] if args[0] == "prework" else ["--output_dir", str(tmp_path / "o")]
+    done = csconv_cli(*args, "--cityscapes_root", str(raw), *out, "--workers", "1")
+    polygons = sorted((raw / "gtCoarse" / "train").glob("*/*_gtCoarse_polygons.json"))[0]
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"csconv: error: {message.format(polygons=polygons)}"]

@@ -9,6 +9,7 @@ import sys
 from ..core.discover import parse_splits
 from ..core.png import DEFAULT_MAX_PIXELS, parse_compress_level
 from ..core.records import ConvertOptions, Source, Task
+from ..core.sources import ANNOTATION_SETS, FINE
 from .flags import bool_flag, positive_int
 from . import registry
 from .warning_lines import warnings_as_lines
@@ -18,8 +19,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("convert", help=registry.summary("convert"))
     parser.add_argument(
         "--cityscapes_root",
-        help="Cityscapes root holding leftImg8bit/ and gtFine/, or a folder holding the official "
-        "gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip (read in place, never unpacked)",
+        help="Cityscapes root holding leftImg8bit/ and gtFine/ (gtCoarse/ for --annotations coarse), or a folder "
+        "holding the official gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip (gtCoarse.zip and "
+        "leftImg8bit_trainvaltest.zip and/or leftImg8bit_trainextra.zip) (read in place, never unpacked)",
     )
     parser.add_argument("--gtfine_zip", help="the gtFine_trainvaltest.zip archive (with --images_zip, instead of --cityscapes_root)")
     parser.add_argument("--images_zip", help="the leftImg8bit_trainvaltest.zip archive")
@@ -30,7 +32,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--splits",
         help="comma-separated splits to convert; a named split that is missing is an error "
-        "(default: those of train,val,test the input holds)",
+        "(default: those of train,val,test the input holds; coarse annotations: train,val,train_extra)",
+    )
+    parser.add_argument(
+        "--annotations", choices=[name for name in ANNOTATION_SETS], default=FINE.name,
+        help="fine: labels from gtFine (default); coarse: from gtCoarse, semantic labels only "
+        "(--create_panoptic_data=false), for its splits train, val and train_extra (images in "
+        "leftImg8bit/train_extra/ or leftImg8bit_trainextra.zip)",
     )
     parser.add_argument(
         "--source", choices=[s.value for s in Source], default=Source.RAW.value,
@@ -84,6 +92,7 @@ def options_from_args(args) -> ConvertOptions:
         treat_crowd_as_ignore=args.treat_crowd_as_ignore,
         label_divisor=args.label_divisor,
         png_compress_level=parse_compress_level(args.png_compress_level),
+        annotations=args.annotations,
     )
 
 

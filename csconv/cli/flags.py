@@ -11,7 +11,7 @@ import argparse
 # Every command's boolean flags: normalise_argv() runs before the command is known.
 BOOLEAN_FLAGS = {
     "create_panoptic_data", "treat_crowd_as_ignore", "strict_sizes", "overwrite", "debug", "quiet",
-    "resume", "keep_going", "decode_check", "sha256",
+    "resume", "keep_going", "decode_check", "sha256", "coarse",
 }
 _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}

@@ -8,11 +8,12 @@ import sys
 
 from ..core.discover import parse_splits
 from ..core.errors import CsconvError
-from ..core.png import parse_compress_level
+from ..core.png import DEFAULT_MAX_PIXELS, parse_compress_level
 from ..core.prework import DEFAULT_KINDS, Kind
+from ..core.sources import FINE, parse_annotation_sets
 from ..prework import PreworkSummary, prework
 from . import registry
-from .flags import bool_flag
+from .flags import bool_flag, positive_int
 from .warning_lines import warnings_as_lines
 
 
@@ -40,6 +41,11 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         parser, "resume", False,
         "finish an interrupted run: keep the files its records prove complete (size and CRC32C), redo the rest",
     )
+    parser.add_argument(
+        "--max_pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+        help=f"refuse, before decoding, a PNG header or polygons JSON claiming more pixels than this "
+        f"(a decompression bomb; default {DEFAULT_MAX_PIXELS:,}, Pillow's limit; a Cityscapes frame has 2,097,152)",
+    )
     bool_flag(parser, "quiet", False, "no progress lines and no summary")
     bool_flag(parser, "debug", False, "show tracebacks")
 
@@ -51,45 +57,58 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--use-train-id and csCreatePanopticImgs write: for every gtFine/<split>/<city>/*_gtFine_polygons.json "
         "its *_gtFine_labelTrainIds.png beside it, and per split gtFine/cityscapes_panoptic_<split>_trainId.json "
         "+ gtFine/cityscapes_panoptic_<split>_trainId/ (trainId categories) and gtFine/cityscapes_panoptic_<split>.json "
-        "+ its folder (original label ids), the same bytes. Into the Cityscapes root, as cityscapesscripts does, "
+        "+ its folder (original label ids), the same bytes; with --annotations coarse (or fine,coarse), also "
+        "*_gtCoarse_labelTrainIds.png beside every gtCoarse/<split>/<city>/*_gtCoarse_polygons.json, as "
+        "csCreateTrainIdLabelImgs does. Into the Cityscapes root, as cityscapesscripts does, "
         "or mirrored under --output_root. A file this run would write that is already there is refused unless "
         "--overwrite; --resume finishes an interrupted run.",
     )
     parser.add_argument(
         "--cityscapes_root", required=True,
-        help="Cityscapes root holding gtFine/, or the folder holding gtFine_trainvaltest.zip (then --output_root)",
+        help="Cityscapes root holding gtFine/ (and gtCoarse/), or the folder holding gtFine_trainvaltest.zip "
+        "(gtCoarse.zip) (then --output_root)",
     )
     parser.add_argument(
         "--output_root",
         help="write under this folder (gtFine/... as inside the root) instead of into the Cityscapes root",
     )
     parser.add_argument(
-        "--make", default=",".join(kind.value for kind in DEFAULT_KINDS),
+        "--annotations", default=FINE.name,
+        help="comma-separated annotation sets: fine (gtFine/, default), coarse (gtCoarse/), or fine,coarse. "
+        "labelTrainIds and instanceTrainIds are made for each; the panoptic outputs from gtFine alone, as "
+        "cityscapesscripts makes them",
+    )
+    parser.add_argument(
+        "--make",
         help=f"comma-separated outputs, of {', '.join(kind.value for kind in Kind)} (default: "
-        f"{','.join(kind.value for kind in DEFAULT_KINDS)}, the tree DeepLab2's Cityscapes page shows). "
+        f"{','.join(kind.value for kind in DEFAULT_KINDS)}, the tree DeepLab2's Cityscapes page shows; "
+        "labelTrainIds with --annotations coarse alone). "
         "instanceTrainIds is what csCreateTrainIdInstanceImgs computes, saved as 16-bit PNG",
     )
     parser.add_argument(
         "--splits",
-        help="comma-separated splits; one without the files an output is made from is an error (default: "
-        "those of train, val, test in gtFine/, each for the outputs it has the files for)",
+        help="comma-separated splits; one without the files an output is made from is an error, and one that "
+        "no annotation set holds (default: those of train, val, test in gtFine/ and of train, val, train_extra "
+        "in gtCoarse/, each for the outputs it has the files for)",
     )
     add_run_flags(parser)
     return parser
 
 
 def run(args) -> int:
-    return run_with(args, parse_kinds(args.make), args.output_root)
+    kinds = None if args.make is None else parse_kinds(args.make)
+    return run_with(args, kinds, args.output_root, annotations=parse_annotation_sets(args.annotations))
 
 
-def run_with(args, kinds, output_root: str | None, panoptic_only_layout: bool = False) -> int:
-    """Run with the flags of add_run_flags() in `args`."""
+def run_with(args, kinds, output_root: str | None, panoptic_only_layout: bool = False, annotations=(FINE,)) -> int:
+    """Run with the flags of add_run_flags() in `args`; kinds None: the default for the annotations."""
     splits = parse_splits(args.splits)
     compress_level = parse_compress_level(args.png_compress_level)
     with warnings_as_lines():
         summary = prework(
             args.cityscapes_root, output_root, kinds, splits, args.workers, args.overwrite, args.resume,
             compress_level, show_progress=not args.quiet, panoptic_only_layout=panoptic_only_layout,
+            annotations=annotations, max_pixels=args.max_pixels,
         )
     if not args.quiet:
         print_summary(summary, output_root or args.cityscapes_root)
