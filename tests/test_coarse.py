@@ -71,6 +71,11 @@ def test_generator_writes_gtcoarse_as_the_download_has_it(coarse):
             assert stems(raw, "gtCoarse", split, f"_gtCoarse_{kind}") == images, (split, kind)
     # train_extra's cities are the real ones, hyphens included.
     assert "bad-honnef" in {p.name for p in (raw / "leftImg8bit" / "train_extra").iterdir()}
+    # The cases csCreateTrainIdLabelImgs treats apart occur in coarse files too.
+    objects = [o for path in raw.glob("gtCoarse/*/*/*_polygons.json") for o in json.loads(path.read_text())["objects"]]
+    assert any(o.get("deleted") for o in objects)
+    assert any(o["label"] == "license plate" for o in objects)
+    assert any(o["label"].endswith("group") for o in objects)
     label_ids = Image.open(next((raw / "gtCoarse" / "train_extra").glob("*/*_gtCoarse_labelIds.png")))
     instance_ids = Image.open(next((raw / "gtCoarse" / "train_extra").glob("*/*_gtCoarse_instanceIds.png")))
     assert (label_ids.mode, instance_ids.mode, label_ids.size) == ("L", "I;16", (96, 48))
@@ -326,3 +331,32 @@ def test_cli_refusals_are_one_line(coarse, tmp_path, args, message):
     polygons = sorted((raw / "gtCoarse" / "train").glob("*/*_gtCoarse_polygons.json"))[0]
     assert done.returncode == 2
     assert done.stderr.splitlines() == [f"csconv: error: {message.format(polygons=polygons)}"]
+
+
+def test_coarse_from_prepared_labels_and_labelids(coarse, tmp_path):
+    """--source prepared stores the *_gtCoarse_labelTrainIds.png beside the polygons as
+    they are (here cityscapesscripts' own, so the records equal the raw conversion's);
+    --source labelids remaps the shipped *_gtCoarse_labelIds.png, which the generator
+    rasterized with other software than Pillow: the same frames, labels differing."""
+    raw, prepared, _ = coarse
+    drawn = list(csconv.samples(raw, "train_extra", task="semantic", annotations="coarse"))
+    assert list(csconv.samples(prepared, "train_extra", task="semantic", annotations="coarse",
+                               source="prepared")) == drawn
+    remapped = list(csconv.samples(raw, "train_extra", task="semantic", annotations="coarse", source="labelids"))
+    assert [s.filename for s in remapped] == [s.filename for s in drawn]
+    assert any(a.label != b.label for a, b in zip(remapped, drawn))
+    for sample in remapped:
+        differ = (sample.label_array() != next(d for d in drawn if d.filename == sample.filename).label_array()).mean()
+        assert differ < 0.05, (sample.filename, differ)
+
+
+def test_resume_does_not_keep_fine_shards_for_a_coarse_run(coarse, tmp_path):
+    raw, _, _ = coarse
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SplitSizeWarning)
+        csconv.convert(raw, tmp_path, create_panoptic_data=False, splits="train", workers=1)
+    fine = shard_bytes(tmp_path)
+    summary = convert_coarse(raw, tmp_path, splits="train", resume=True)
+    assert summary.kept == 0
+    assert shard_bytes(tmp_path) != fine
+    assert json.loads((tmp_path / "csconv-manifest.json").read_text())["options"]["annotations"] == "coarse"

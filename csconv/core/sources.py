@@ -91,7 +91,8 @@ class Dataset:
     description: str
     images_base: Location  # <root>/leftImg8bit, or member leftImg8bit of the images archive
     labels_base: Location  # <root>/gtFine (gtCoarse), or that member of its archive
-    # The images when from archives: (archive, member names) per archive, at most one per split.
+    # The images when from archives: (archive, its leftImg8bit/<split>/<city>/ member names)
+    # per archive; no member name is in two of them.
     image_archives: tuple[tuple[str, tuple[str, ...]], ...] | None = None
     annotations: AnnotationSet = FINE
 
@@ -99,18 +100,11 @@ class Dataset:
     def from_archives(self) -> bool:
         return self.image_archives is not None
 
-    @property
-    def image_members(self) -> tuple[str, ...] | None:
-        """Every image member name of the archives (None for a tree)."""
-        if self.image_archives is None:
-            return None
-        return tuple(member for _, members in self.image_archives for member in members)
-
     def splits_present(self) -> list[str]:
         if self.image_archives is None:
             base = self.images_base.path
             return sorted(os.listdir(base)) if os.path.isdir(base) else []
-        return sorted({member.split("/")[1] for member in self.image_members})
+        return sorted({member.split("/")[1] for _, members in self.image_archives for member in members})
 
     def has_split(self, split: str) -> bool:
         if self.image_archives is None:
