@@ -1,6 +1,18 @@
-"""The PNG chunk walker and the image path: png.inspect, png.rgb_image, png.check_decodes."""
+"""The PNG chunk walker and the image path: png.inspect, png.rgb_image, png.check_decodes.
+
+Pillow is held to the harness's --max_pixels too: an image csconv lets through to Pillow
+at a size its header check never saw (Pillow warns, then refuses, above its own limit)
+is a finding.
+"""
+
+import warnings
+
+from PIL import Image
 
 from common import CsconvError, png, png_input, run
+
+Image.MAX_IMAGE_PIXELS = 1 << 16  # the harness's --max_pixels (common.py)
+warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
 def test_one_input(data: bytes) -> None:

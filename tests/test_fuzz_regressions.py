@@ -132,3 +132,17 @@ def test_zip_needing_a_version_zipfile_does_not_know(tmp_path):
     assert str(caught.value) == (
         f"{archive}: a zip archive Python's zipfile cannot read (zip file version 22.2)"
     )
+
+
+def test_second_ihdr_cannot_claim_a_size_the_header_check_never_saw():
+    """fuzz_png (its 30-minute run's log): Pillow warned of 100-million-pixel images the
+    harness's 65,536-pixel --max_pixels had let through. Pillow takes the last IHDR before
+    the image data for the size; csconv checked the first. A second IHDR is now refused."""
+    from csconv.core import png
+
+    data = (REGRESSIONS / "png_second_ihdr_claims_10000x10000.png").read_bytes()
+    for read in (png.inspect, png.rgb_image, png.check_decodes):
+        with pytest.raises(InputError) as caught:
+            read(data, "a.png")
+        assert str(caught.value) == "a.png: corrupt PNG (a second IHDR chunk)"
+

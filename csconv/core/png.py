@@ -112,6 +112,10 @@ def inspect(data: bytes | memoryview, path: str, check_crc: bool = True) -> PngI
                 raise InputError(path, "corrupt PNG (first chunk is not IHDR)")
             header = struct.unpack_from(">IIBBBBB", view, pos + 8)
             check_size(header[0], header[1], path)
+        elif kind == b"IHDR":
+            # Pillow takes the last IHDR before the image data for the size, so a second
+            # one would be decoded at a size check_size never saw; libpng refuses it too.
+            raise InputError(path, "corrupt PNG (a second IHDR chunk)")
         elif kind == b"IDAT":
             idat.append((pos + 8, end - 4))
         elif kind == _EXIF_CHUNK:
