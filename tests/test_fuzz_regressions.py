@@ -146,3 +146,61 @@ def test_second_ihdr_cannot_claim_a_size_the_header_check_never_saw():
             read(data, "a.png")
         assert str(caught.value) == "a.png: corrupt PNG (a second IHDR chunk)"
 
+
+def _shard(tmp_path, regression: str, name: str) -> str:
+    path = tmp_path / name
+    path.write_bytes((REGRESSIONS / regression).read_bytes())
+    return str(path)
+
+
+def _every_reading(sink, path: str) -> list[InputError]:
+    """The InputError of each way csconv reads a shard (verify's scan, csconv.read()'s
+    random access); any other exception fails the test."""
+    errors = []
+    try:
+        list(sink.read_shard(path))
+    except InputError as error:
+        errors.append(error)
+    try:
+        shard = sink.open_random_access(path)
+        try:
+            for index in range(len(shard)):
+                shard.get(index)
+        finally:
+            shard.close()
+    except InputError as error:
+        errors.append(error)
+    return errors
+
+
+@pytest.mark.parametrize("regression, problem", [
+    # A tar member's .npy header cut so it is no Python literal: numpy retries it through
+    # the tokenizer, whose TokenError is no ValueError.
+    ("webdataset_npy_header_tokenerror.tar", "record 0: unreadable (npy header is not a Python literal (TokenError"),
+    # A member size in base-256 beyond any file: tarfile's seek raised ValueError.
+    ("webdataset_member_size_beyond_offsets.tar", "tar member"),
+    # A negative base-256 member size: tarfile's seek raised OSError (EINVAL).
+    ("webdataset_member_size_negative.tar", "tar member"),
+])
+def test_webdataset_shards_fuzz_webdataset_found(tmp_path, regression, problem):
+    pytest.importorskip("webdataset")
+    from csconv.sinks.webdataset import WebDatasetSink
+
+    path = _shard(tmp_path, regression, "train-00000.tar")
+    errors = _every_reading(WebDatasetSink(), path)
+    assert errors, "the damaged shard read without an error"
+    for error in errors:
+        assert error.path == path and error.problem.startswith(problem), str(error)
+
+
+def test_parquet_column_path_not_utf8(tmp_path):
+    """fuzz_parquet: a column name that is not UTF-8 made pyarrow's ParquetFile() raise
+    UnicodeDecodeError, where pyarrow's own errors were not caught either."""
+    pytest.importorskip("pyarrow")
+    from csconv.sinks.parquet import ParquetSink
+
+    path = _shard(tmp_path, "parquet_column_path_not_utf8.parquet", "train-00000-of-00001.parquet")
+    errors = _every_reading(ParquetSink(), path)
+    assert len(errors) == 2
+    for error in errors:
+        assert error.path == path and error.problem.startswith("not a readable Parquet file ("), str(error)

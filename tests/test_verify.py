@@ -199,8 +199,8 @@ def test_extra_and_missing_features_are_differences_not_crashes(clean_output, tm
     # Verifying the copy on its own finds both records off DeepLab2's feature set.
     defects = verify(str(copy)).defects
     assert defects == [
-        "train-00000-of-00010.tfrecord: record 0: unreadable (ValueError: unexpected feature(s) 'image/extra')",
-        "val-00001-of-00010.tfrecord: record 0: unreadable (ValueError: feature 'image/format' missing or not a single value)",
+        "train-00000-of-00010.tfrecord: record 0: unreadable (unexpected feature(s) 'image/extra')",
+        "val-00001-of-00010.tfrecord: record 0: unreadable (feature 'image/format' missing or not a single value)",
     ]
     assert tf  # the edits above need TensorFlow's protobuf classes loaded
 
@@ -280,3 +280,31 @@ def test_a_folder_that_is_no_output_is_an_error(tmp_path, capsys):
     (tmp_path / "train.tfrecord").write_bytes(b"")
     assert main(["verify", str(tmp_path)]) == 2
     assert "neither a csconv output (no csconv-manifest.json) nor DeepLab2's" in capsys.readouterr().err
+
+
+def test_against_decodes_no_png_label_beyond_max_pixels():
+    """--against decodes differing PNG labels to count their pixels; a label whose header
+    claims more than --max_pixels (default 89,478,485) is refused before Pillow inflates it."""
+    import struct
+    import zlib
+
+    from csconv.sinks import tfrecord
+    from csconv.verify import record_difference
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    def label(width, height):
+        ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+        rows = zlib.compress(b"\0" * (width + 1) * min(height, 4))
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+    def features(data):
+        return {tfrecord.KEY_HEIGHT: [4], tfrecord.KEY_WIDTH: [4], tfrecord.KEY_LABEL_FORMAT: [b"png"],
+                tfrecord.KEY_LABEL: [data]}
+
+    difference = record_difference(features(label(4, 4)), features(label(20000, 20000)), "A", "B")
+    assert difference == (
+        "feature image/segmentation/class/encoded: PNG labels differ and one does not decode (InputError: "
+        "the label in B: header claims 20000x20000 pixels, more than --max_pixels (89,478,485))"
+    )

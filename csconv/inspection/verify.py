@@ -168,7 +168,10 @@ def _verify_shard(report: Report, sink, output_dir: str, shard: dict) -> None:
             problem = check_sample(sample)
             if problem:
                 report.defects.append(f"{name}: record {count - 1} ({sample.filename}): {problem}")
-    except Exception as error:  # any reader's failure is a defect of this shard, not a crash
+    except InputError as error:  # the sink's own words: which record, what is wrong
+        report.defects.append(f"{name}: {error.problem}")
+        return
+    except Exception as error:  # any other reader's failure (a third-party sink) is a defect too, not a crash
         report.defects.append(f"{name}: record {count}: unreadable ({error.__class__.__name__}: {error})")
         return
     report.records += count
@@ -234,7 +237,7 @@ FEATURE_ORDER = (
 
 class _Unreadable:
     def __init__(self, error: Exception):
-        self.reason = f"{error.__class__.__name__}: {error}"
+        self.reason = error.problem if isinstance(error, InputError) else f"{error.__class__.__name__}: {error}"
 
 
 def _sample_features(sample: Sample) -> Features:
@@ -390,7 +393,7 @@ def _label_difference(x: Features, y: Features, first: str, second: str) -> str:
         return _pixels_difference(*pixels, f"raw int32 {width}x{height}", first, second)
     if label_format == [b"png"]:
         try:
-            pixels = _decode_png(a), _decode_png(b)
+            pixels = _decode_png(a, f"the label in {first}"), _decode_png(b, f"the label in {second}")
         except Exception as error:
             return f"PNG labels differ and one does not decode ({error.__class__.__name__}: {error})"
         if pixels[0].shape != pixels[1].shape:
@@ -403,9 +406,12 @@ def _label_difference(x: Features, y: Features, first: str, second: str) -> str:
     return _values_difference([a], [b], first, second)
 
 
-def _decode_png(data: bytes) -> np.ndarray:
+def _decode_png(data: bytes, what: str) -> np.ndarray:
+    """A label PNG's pixels, after the header's size passed --max_pixels (a shard is input too:
+    a small label could claim gigabytes of pixels)."""
     from PIL import Image
 
+    png.inspect(data, what)
     with Image.open(io.BytesIO(data)) as image:
         return np.asarray(image)
 

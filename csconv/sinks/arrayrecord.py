@@ -20,11 +20,12 @@ import sys
 import threading
 from collections.abc import Iterator
 
+from ..core.errors import InputError
 from ..core.records import Sample
 from ..hookspecs import hookimpl
 from ..output import path_writer_error
-from .base import RandomAccessShard, ShardWriter, split_of_shard
-from .tfrecord import ExampleShardsSink, example_parts, sample_from_example
+from .base import RandomAccessShard, ShardWriter, split_of_shard, unreadable_record
+from .tfrecord import ExampleShardsSink, example_parts, parse_record
 
 ARRAY_RECORD_MODULE = "array_record.python.array_record_module"
 WRITER_OPTIONS = "group_size:1"
@@ -62,12 +63,39 @@ class ArrayRecordShardWriter(ShardWriter):
             raise path_writer_error(self.path, str(error)) from None
 
 
+def open_reader(path: str, options: str):
+    """An ArrayRecordReader of `path`, or an InputError naming it when the file is not a
+    readable ArrayRecord file (the reader then counts no records, and only close() says why)."""
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    reader = ArrayRecordReader(path, options)
+    if not reader.ok():
+        try:
+            reader.close()
+        except RuntimeError as error:  # riegeli's status message
+            raise InputError(path, f"not a readable ArrayRecord file ({error})") from None
+        raise InputError(path, "not a readable ArrayRecord file")
+    return reader
+
+
+def read_record(path: str, index: int, read, *args):
+    try:
+        return read(*args)
+    except RuntimeError as error:  # riegeli's status message: a damaged chunk, a hash mismatch
+        raise unreadable_record(path, index, str(error)) from None
+
+
+def close_reader(reader) -> None:
+    try:
+        reader.close()
+    except RuntimeError:
+        pass  # a reader that failed says so again on close: the failure was raised already
+
+
 class ArrayRecordShard(RandomAccessShard):
     def __init__(self, path: str):
-        from array_record.python.array_record_module import ArrayRecordReader
-
-        self.split = split_of_shard(path)
-        self.reader = ArrayRecordReader(path, RANDOM_ACCESS_OPTIONS)
+        self.path, self.split = path, split_of_shard(path)
+        self.reader = open_reader(path, RANDOM_ACCESS_OPTIONS)
         self.lock = threading.Lock()  # one reader, one position: reads take turns
 
     def __len__(self) -> int:
@@ -77,11 +105,11 @@ class ArrayRecordShard(RandomAccessShard):
         if not 0 <= index < len(self):
             raise IndexError(index)
         with self.lock:
-            (record,) = self.reader.read([index])
-        return sample_from_example(record, self.split)
+            (record,) = read_record(self.path, index, self.reader.read, [index])
+        return parse_record(self.path, index, record, self.split)
 
     def close(self) -> None:
-        self.reader.close()
+        close_reader(self.reader)
 
 
 class ArrayRecordSink(ExampleShardsSink):
@@ -106,14 +134,12 @@ class ArrayRecordSink(ExampleShardsSink):
 
     def serialized_examples(self, path: str) -> Iterator[bytes]:
         """The serialized tf.train.Examples of a shard, in order (verify compares their features)."""
-        from array_record.python.array_record_module import ArrayRecordReader
-
-        reader = ArrayRecordReader(path, SEQUENTIAL_OPTIONS)
+        reader = open_reader(path, SEQUENTIAL_OPTIONS)
         try:
-            for _ in range(reader.num_records()):
-                yield reader.read()
+            for index in range(reader.num_records()):
+                yield read_record(path, index, reader.read)
         finally:
-            reader.close()
+            close_reader(reader)
 
     def open_random_access(self, path: str) -> RandomAccessShard:
         return ArrayRecordShard(path)

@@ -9,7 +9,13 @@ import threading
 from collections.abc import Iterator
 from typing import BinaryIO, ClassVar
 
+from ..core.errors import InputError
 from ..core.records import Sample
+
+
+def unreadable_record(path: str, index: int, problem: str) -> InputError:
+    """The error of a shard record a reader cannot parse: one line naming the shard and the record."""
+    return InputError(path, f"record {index}: unreadable ({problem})")
 
 
 def split_of_shard(path: str) -> str:
@@ -146,7 +152,12 @@ class Sink:
         return None
 
     def read_shard(self, path: str) -> Iterator[Sample]:
-        """The samples of one shard, as written: the reading side used by verify and tests."""
+        """The samples of one shard, as written: the reading side used by verify and tests.
+
+        A shard that is not what this sink writes (damaged, truncated, foreign) raises
+        InputError naming it and the record (unreadable_record), as open_random_access()
+        and its get() do: csconv prints that as one line.
+        """
         raise NotImplementedError
 
     def open_random_access(self, path: str) -> RandomAccessShard:

@@ -18,9 +18,10 @@ from typing import BinaryIO
 
 import numpy as np
 
+from ..core.errors import InputError
 from ..core.records import Sample
 from ..hookspecs import hookimpl
-from .base import RandomAccessShard, ShardWriter, Sink, split_of_shard
+from .base import RandomAccessShard, ShardWriter, Sink, split_of_shard, unreadable_record
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 
@@ -141,7 +142,72 @@ class ParquetWriter(ShardWriter):
         self.writer.close()  # writes the footer; an empty shard still gets the schema
 
 
+# Columns a row cannot go without (label and label_format are null on the test split).
+REQUIRED = ("filename", "image_format", "height", "width", "channels")
+
+
+def open_shard(path: str):
+    """A pyarrow ParquetFile of `path` holding csconv's columns, or an InputError naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet_file = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError, ValueError) as error:  # a damaged footer; column names not UTF-8
+        raise InputError(path, f"not a readable Parquet file ({error})") from None
+    try:
+        problem = schema_problem(parquet_file.schema_arrow)
+    except (pa.ArrowException, ValueError) as error:
+        problem = f"not a readable Parquet file ({error})"
+    if problem:
+        parquet_file.close()
+        raise InputError(path, problem)
+    return parquet_file
+
+
+def schema_problem(found) -> str | None:
+    """What keeps a Parquet file's columns from being csconv's; other columns may be there too."""
+    for field in schema():
+        index = found.get_field_index(field.name)
+        if index < 0:
+            return f"not a csconv Parquet shard (no column {field.name!r})"
+        if not found.field(index).type.equals(field.type):
+            return f"not a csconv Parquet shard (column {field.name!r} is {found.field(index).type}, expected {field.type})"
+    return None
+
+
+def read_group(path: str, parquet_file, group: int, first_row: int):
+    """One row group's table of csconv's columns; a damaged group is an InputError naming its first row."""
+    import pyarrow as pa
+
+    try:
+        return parquet_file.read_row_group(group, columns=schema().names)
+    except (pa.ArrowException, OSError) as error:
+        raise unreadable_record(path, first_row, f"row group {group}: {error}") from None
+
+
+def to_rows(path: str, table, first_row: int) -> list[dict]:
+    import pyarrow as pa
+
+    try:
+        return table.to_pylist()
+    except (pa.ArrowException, ValueError) as error:  # e.g. a string column holding invalid UTF-8
+        raise unreadable_record(path, first_row, str(error)) from None
+
+
+def parse_row(path: str, index: int, row: dict, split: str) -> Sample:
+    try:
+        return sample_from_row(row, split)
+    except ValueError as error:
+        raise unreadable_record(path, index, str(error)) from None
+
+
 def sample_from_row(row: dict, split: str) -> Sample:
+    missing = [name for name in REQUIRED if row[name] is None]
+    if row["image"] is None or row["image"]["bytes"] is None:
+        missing.insert(0, "image")
+    if missing:
+        raise ValueError(f"null {', '.join(missing)}")
     height, width = row["height"], row["width"]
     label, label_format = row["label"], row["label_format"]
     if label is not None and label_format == "raw":
@@ -166,10 +232,8 @@ class ParquetShard(RandomAccessShard):
     unit Parquet decodes), and kept for the rows after it."""
 
     def __init__(self, path: str):
-        import pyarrow.parquet as pq
-
-        self.split = split_of_shard(path)
-        self.file = pq.ParquetFile(path)
+        self.path, self.split = path, split_of_shard(path)
+        self.file = open_shard(path)
         self.starts = [0]
         for group in range(self.file.num_row_groups):
             self.starts.append(self.starts[-1] + self.file.metadata.row_group(group).num_rows)
@@ -186,10 +250,12 @@ class ParquetShard(RandomAccessShard):
         with self.lock:
             cached_group, table = self.cached
             if cached_group != group:
-                table = self.file.read_row_group(group)
+                table = read_group(self.path, self.file, group, self.starts[group])
                 self.cached = (group, table)
-        row = table.slice(index - self.starts[group], 1).to_pylist()[0]
-        return sample_from_row(row, self.split)
+        rows = to_rows(self.path, table.slice(index - self.starts[group], 1), index)
+        if not rows:
+            raise unreadable_record(self.path, index, f"row group {group} holds fewer rows than its metadata says")
+        return parse_row(self.path, index, rows[0], self.split)
 
     def close(self) -> None:
         self.file.close()
@@ -207,13 +273,13 @@ class ParquetSink(Sink):
         return ParquetWriter(stream)
 
     def read_shard(self, path: str) -> Iterator[Sample]:
-        import pyarrow.parquet as pq
-
         split = split_of_shard(path)
-        with pq.ParquetFile(path) as parquet_file:
+        index = 0
+        with open_shard(path) as parquet_file:
             for group in range(parquet_file.num_row_groups):
-                for row in parquet_file.read_row_group(group).to_pylist():
-                    yield sample_from_row(row, split)
+                for row in to_rows(path, read_group(path, parquet_file, group, index), index):
+                    yield parse_row(path, index, row, split)
+                    index += 1
 
     def open_random_access(self, path: str) -> RandomAccessShard:
         return ParquetShard(path)

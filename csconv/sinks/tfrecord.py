@@ -10,7 +10,7 @@ import numpy as np
 from ..core.records import Sample
 from ..hookspecs import hookimpl
 from . import tfrecord_format
-from .base import RandomAccessShard, ShardWriter, Sink, read_at, split_of_shard
+from .base import RandomAccessShard, ShardWriter, Sink, read_at, split_of_shard, unreadable_record
 
 # DeepLab2's feature keys (deeplab2/common.py).
 KEY_IMAGE = "image/encoded"
@@ -86,6 +86,18 @@ def sample_from_example(data: bytes, split: str) -> Sample:
     )
 
 
+def parse_record(path: str, index: int, data: tfrecord_format.Buffer, split: str) -> Sample:
+    """sample_from_example, a record that is not DeepLab2's Example being an InputError naming the shard."""
+    try:
+        return sample_from_example(data, split)
+    except ValueError as error:  # the parser's refusals (UnicodeDecodeError is one)
+        raise unreadable_record(path, index, str(error)) from None
+
+
+def framing_error(path: str, error: tfrecord_format.RecordError):
+    return unreadable_record(path, error.index, f"{error.problem} at byte {error.offset}")
+
+
 class TFRecordWriter(ShardWriter):
     def __init__(self, stream: BinaryIO):
         self.stream = stream
@@ -108,10 +120,13 @@ class TFRecordShard(RandomAccessShard):
     """Random access by the records' offsets, found once by hopping from header to header."""
 
     def __init__(self, path: str):
-        self.split = split_of_shard(path)
+        self.path, self.split = path, split_of_shard(path)
         self.file = open(path, "rb")
         try:
             self.index = tfrecord_format.index_records(self.file)
+        except tfrecord_format.RecordError as error:
+            self.file.close()
+            raise framing_error(path, error) from None
         except BaseException:
             self.file.close()
             raise
@@ -122,7 +137,11 @@ class TFRecordShard(RandomAccessShard):
     def get(self, index: int) -> Sample:
         offset, length = self.index[index]
         framed = read_at(self.file, offset + 12, length + 4)
-        return sample_from_example(tfrecord_format.check_record(framed, index, offset), self.split)
+        try:
+            data = tfrecord_format.check_record(framed, index, offset)
+        except tfrecord_format.RecordError as error:
+            raise framing_error(self.path, error) from None
+        return parse_record(self.path, index, data, self.split)
 
     def close(self) -> None:
         self.file.close()
@@ -138,8 +157,8 @@ class ExampleShardsSink(Sink):
 
     def read_shard(self, path: str) -> Iterator[Sample]:
         split = split_of_shard(path)
-        for record in self.serialized_examples(path):
-            yield sample_from_example(record, split)
+        for index, record in enumerate(self.serialized_examples(path)):
+            yield parse_record(path, index, record, split)
 
 
 class TFRecordSink(ExampleShardsSink):
@@ -155,7 +174,10 @@ class TFRecordSink(ExampleShardsSink):
     def serialized_examples(self, path: str) -> Iterator[bytes]:
         """The serialized tf.train.Examples of a shard, in order (verify compares their features)."""
         with open(path, "rb") as f:
-            yield from tfrecord_format.iter_records(f)
+            try:
+                yield from tfrecord_format.iter_records(f)
+            except tfrecord_format.RecordError as error:
+                raise framing_error(path, error) from None
 
     def open_random_access(self, path: str) -> RandomAccessShard:
         return TFRecordShard(path)

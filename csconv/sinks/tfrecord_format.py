@@ -8,6 +8,8 @@ panoptic label is never copied just to be framed.
 
 from __future__ import annotations
 
+import io
+import os
 import struct
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO, Union
@@ -56,8 +58,16 @@ class RecordError(ValueError):
         self.index, self.offset, self.problem = index, offset, problem
 
 
+def _file_size(stream: BinaryIO) -> int | None:
+    try:
+        return os.fstat(stream.fileno()).st_size
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None
+
+
 def iter_records(stream: BinaryIO, check_crc: bool = True) -> Iterator[bytes]:
     index, offset = 0, 0
+    size = _file_size(stream)
     while True:
         header = stream.read(12)
         if not header:
@@ -68,6 +78,10 @@ def iter_records(stream: BinaryIO, check_crc: bool = True) -> Iterator[bytes]:
         if check_crc and masked_crc32c(length_bytes) != length_crc:
             raise RecordError(index, offset, "length CRC mismatch")
         (length,) = struct.unpack("<Q", length_bytes)
+        # A file read allocates the length asked for before it reads: a header may claim
+        # up to 2^64 bytes, so a length beyond the file's end is refused unread.
+        if size is not None and offset + 16 + length > size:
+            raise RecordError(index, offset, f"truncated record (its header claims {length:,} bytes)")
         data = stream.read(length)
         footer = stream.read(4)
         if len(data) < length or len(footer) < 4:
@@ -175,13 +189,24 @@ def _fields(data: memoryview) -> Iterator[tuple[int, int, object]]:
             if pos + length > len(data):
                 raise ValueError("truncated field")
             value, pos = data[pos : pos + length], pos + length
-        elif wire == 5:
-            value, pos = data[pos : pos + 4], pos + 4
-        elif wire == 1:
-            value, pos = data[pos : pos + 8], pos + 8
+        elif wire in (1, 5):
+            width = 8 if wire == 1 else 4
+            if pos + width > len(data):
+                raise ValueError("truncated field")
+            value, pos = data[pos : pos + width], pos + width
         else:
             raise ValueError(f"unsupported wire type {wire}")
         yield number, wire, value
+
+
+def _delimited(number: int, wire: int, value) -> memoryview:
+    """The body of a field that must be length-delimited (a message, bytes, a packed list).
+
+    Taken on trust, a varint there would be a length: bytes(varint) allocates that many.
+    """
+    if wire != 2:
+        raise ValueError(f"field {number} has wire type {wire} where a length-delimited value belongs")
+    return value
 
 
 def _signed(value: int) -> int:
@@ -195,18 +220,18 @@ def decode_example(data: Buffer) -> dict[str, list[bytes] | list[int] | list[flo
     (TensorFlow's own protobuf writes them in an order that changes from run to run).
     """
     features: dict[str, list[bytes] | list[int] | list[float]] = {}
-    for number, _, body in _fields(memoryview(data)):
+    for number, wire, body in _fields(memoryview(data)):
         if number != 1:
             continue
-        for entry_number, _, entry in _fields(body):
+        for entry_number, entry_wire, entry in _fields(_delimited(number, wire, body)):
             if entry_number != 1:
                 continue
             key, value = None, []
-            for part_number, _, part in _fields(entry):
+            for part_number, part_wire, part in _fields(_delimited(entry_number, entry_wire, entry)):
                 if part_number == 1:
-                    key = bytes(part).decode()
+                    key = bytes(_delimited(part_number, part_wire, part)).decode()
                 elif part_number == 2:
-                    value = _decode_feature(part)
+                    value = _decode_feature(_delimited(part_number, part_wire, part))
             if key is None:
                 raise ValueError("feature map entry without a key")
             features[key] = value
@@ -214,24 +239,24 @@ def decode_example(data: Buffer) -> dict[str, list[bytes] | list[int] | list[flo
 
 
 def _decode_feature(data: memoryview) -> list[bytes] | list[int] | list[float]:
-    for kind, _, body in _fields(data):
+    for kind, kind_wire, body in _fields(data):
         if kind == 1:
-            return [bytes(v) for n, _, v in _fields(body) if n == 1]
+            return [bytes(_delimited(n, wire, v)) for n, wire, v in _fields(_delimited(kind, kind_wire, body)) if n == 1]
         if kind == 3:
             values: list[int] = []
-            for n, wire, v in _fields(body):
+            for n, wire, v in _fields(_delimited(kind, kind_wire, body)):
                 if n != 1:
                     continue
                 if wire == 0:
                     values.append(_signed(v))
                 else:
-                    packed, pos = v, 0
+                    packed, pos = _delimited(n, wire, v), 0
                     while pos < len(packed):
                         item, pos = _read_varint(packed, pos)
                         values.append(_signed(item))
             return values
         if kind == 2:
-            return _floats(body)
+            return _floats(_delimited(kind, kind_wire, body))
     return []
 
 
