@@ -16,8 +16,10 @@ import zlib
 import atheris
 
 with atheris.instrument_imports(include=["csconv"]):
+    from csconv import verify
     from csconv.core import panoptic, png, samples, semantic, sources
     from csconv.core.errors import CsconvError, InputError
+    from csconv.sinks import tfrecord_format
 
 # fuzz/build_asan.sh's build of the C unfilter, in place of the normal one, when named.
 if os.environ.get("CSCONV_ASAN_UNFILTER"):
@@ -77,6 +79,42 @@ def png_input(data: bytes, bit_depth: int = 16, colour_type: int = 0) -> bytes:
     if mode == 1:
         return fix_crcs(rest)
     return structured_png(atheris.FuzzedDataProvider(rest), bit_depth, colour_type)
+
+
+def read_shard_as_csconv_does(sink, path: str) -> None:
+    """Every way csconv reads a shard of an output: verify's scan (read_shard, each sample
+    checked by verify.check_sample), csconv.read()'s random access (open_random_access,
+    get), and --against's serialized Examples for the sinks that store them. The first
+    two must refuse a bad shard with CsconvError alone; the Example parser, whose callers
+    (verify --against) report its refusal as a difference, with ValueError alone."""
+    try:
+        for sample in sink.read_shard(path):
+            verify.check_sample(sample)
+    except CsconvError:
+        pass
+    try:
+        shard = sink.open_random_access(path)
+    except CsconvError:
+        shard = None
+    if shard is not None:
+        try:
+            for index in range(min(len(shard), 8)):
+                try:
+                    verify.check_sample(shard.get(index))
+                except CsconvError:
+                    pass
+        finally:
+            shard.close()
+    examples = getattr(sink, "serialized_examples", None)
+    if examples is not None:
+        try:
+            for record in examples(path):
+                try:
+                    tfrecord_format.decode_example(record)
+                except ValueError:
+                    pass
+        except CsconvError:
+            pass
 
 
 def run(test_one_input) -> None:

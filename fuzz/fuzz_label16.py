@@ -4,7 +4,8 @@ Both of its paths: the C unfilter (when _pngunfilter is built and the file is no
 interlaced) and imagecodecs/libpng (the fallback, taken here by hiding the C module).
 Where Pillow decodes a 16-bit grayscale PNG, csconv must return the same pixels; where
 Pillow refuses, csconv must refuse with InputError. Pillow's leniency on chunks after the
-image data is not a disagreement: csconv walks the whole file to IEND first.
+image data is not a disagreement: csconv walks the whole file to IEND first. A decoded
+array then goes through the C lookup (lookup16), checked against numpy's indexing.
 """
 
 import io
@@ -15,6 +16,7 @@ import numpy as np
 from common import InputError, panoptic, png, png_input, run
 
 C_UNFILTER = panoptic._pngunfilter
+TABLE = (np.arange(65536, dtype=np.int64) * 7919 % (1 << 31)).astype(np.int32)
 
 
 def pillow_pixels(data: bytes):
@@ -47,6 +49,10 @@ def test_one_input(data: bytes) -> None:
         ours = None
     finally:
         panoptic._pngunfilter = C_UNFILTER
+    if ours is not None:
+        # The C lookup (lookup16) over whatever shape the decoder returned.
+        mapped = panoptic.map_through(TABLE, ours)
+        assert np.array_equal(mapped, TABLE[ours]), "lookup16 and numpy indexing disagree"
     try:
         info = png.inspect(label, "fuzz.png")
     except InputError:

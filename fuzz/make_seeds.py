@@ -9,8 +9,11 @@ import io
 import json
 import sys
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
+
+from csconv.synthetic import generate_dataset
 
 HERE = Path(__file__).resolve().parent
 
@@ -19,7 +22,6 @@ def main(target: Path = HERE / "corpus") -> None:
     import numpy as np
     from PIL import Image
 
-    from csconv.synthetic import generate_dataset
 
     root = Path(tempfile.mkdtemp(prefix="csconv-seeds-"))
     generate_dataset(root, {"train": 2}, width=32, height=16, seed=0, image_modes={1: "L"})
@@ -67,6 +69,36 @@ def main(target: Path = HERE / "corpus") -> None:
     with zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as z:
         z.write(polygons[0], polygons[0].relative_to(root).as_posix())
     write("zip", "stored", stored.getvalue())
+
+    shard_seeds(target, write)
+
+
+# Harnesses whose first byte says how to read the rest (0: as is, 1: checksums made right).
+MODE_BYTE_HARNESSES = {"tfrecord", "webdataset"}
+
+
+def shard_seeds(target: Path, write) -> None:
+    """Shards of every sink, panoptic and semantic, converted from a tiny synthetic set
+    (two labelled frames and one test frame, 16x8)."""
+    from csconv import convert
+    from csconv.manifest import MANIFEST_NAME
+
+    root = Path(tempfile.mkdtemp(prefix="csconv-seeds-shards-"))
+    generate_dataset(root / "cityscapes", {"train": 2, "test": 1}, width=16, height=8, seed=1)
+    for sink in ("tfrecord", "parquet", "webdataset", "arrayrecord"):
+        for task, panoptic in (("panoptic", True), ("semantic", False)):
+            out = root / f"{sink}-{task}"
+            with warnings.catch_warnings():  # the tiny splits' sizes are not the official ones, on purpose
+                warnings.simplefilter("ignore")
+                convert(root / "cityscapes", out, sink=sink, create_panoptic_data=panoptic, num_shards=1, workers=1)
+            for shard in sorted(out.iterdir()):
+                if shard.name == MANIFEST_NAME or shard.name.startswith("."):
+                    continue
+                if sink in MODE_BYTE_HARNESSES:
+                    for mode in (0, 1):
+                        write(sink, f"{task}-{shard.name}-{mode}", bytes([mode]) + shard.read_bytes())
+                else:
+                    write(sink, f"{task}-{shard.name}", shard.read_bytes())
 
 
 if __name__ == "__main__":
