@@ -16,7 +16,7 @@ import zlib
 import atheris
 
 with atheris.instrument_imports(include=["csconv"]):
-    from csconv import verify
+    from csconv.inspection import verify
     from csconv.core import panoptic, png, samples, semantic, sources
     from csconv.core.errors import CsconvError, InputError
     from csconv.sinks import tfrecord_format

@@ -81,7 +81,7 @@ def shard_seeds(target: Path, write) -> None:
     """Shards of every sink, panoptic and semantic, converted from a tiny synthetic set
     (two labelled frames and one test frame, 16x8)."""
     from csconv import convert
-    from csconv.manifest import MANIFEST_NAME
+    from csconv.pipeline.manifest import MANIFEST_NAME
 
     root = Path(tempfile.mkdtemp(prefix="csconv-seeds-shards-"))
     generate_dataset(root / "cityscapes", {"train": 2, "test": 1}, width=16, height=8, seed=1)

@@ -33,7 +33,9 @@ run_one() {
              CSCONV_ASAN_UNFILTER="$sanitized_module")
     fi
     mkdir -p "corpus/$h"
-    env "${env[@]}" nice -n 19 python "fuzz_$h.py" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=20 \
+    # -timeout=300, not 20: libFuzzer times an input by the wall clock, so a run paused
+    # with SIGSTOP (around a benchmark) for longer would report the input it was on.
+    env "${env[@]}" nice -n 19 python "fuzz_$h.py" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=300 \
         -print_final_stats=1 -artifact_prefix="findings/$h-" "corpus/$h" >"logs/$h.log" 2>&1
 }
 

@@ -22,7 +22,7 @@ from PIL import Image
 
 from csconv.core.errors import InputError
 from csconv.core.records import Sample
-from csconv.shards import open_shard
+from csconv.pipeline.shards import open_shard
 from csconv.sinks import tfrecord_format
 from csconv.sinks.arrayrecord import ArrayRecordSink
 from csconv.sinks.parquet import ParquetSink

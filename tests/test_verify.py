@@ -289,7 +289,7 @@ def test_against_decodes_no_png_label_beyond_max_pixels():
     import zlib
 
     from csconv.sinks import tfrecord
-    from csconv.verify import record_difference
+    from csconv.inspection.verify import record_difference
 
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
