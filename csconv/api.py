@@ -75,6 +75,8 @@ def convert(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     gtfine_zip: PathLike | None = None,
     images_zip: PathLike | None = None,
+    gtcoarse_zip: PathLike | None = None,
+    extra_images_zip: PathLike | None = None,
     progress: bool = False,
 ) -> RunSummary:
     """Convert Cityscapes as `csconv --cityscapes_root R --output_dir O ...` does.
@@ -95,7 +97,8 @@ def convert(
             workers=(os.cpu_count() or 1) if workers is None else workers, strict_sizes=strict_sizes,
             overwrite=overwrite, show_progress=progress, resume_run=resume, keep_going=keep_going,
             decode_check=decode_check, sha256=sha256, max_pixels=max_pixels, gtfine_zip=_fspath(gtfine_zip),
-            images_zip=_fspath(images_zip),
+            images_zip=_fspath(images_zip), gtcoarse_zip=_fspath(gtcoarse_zip),
+            extra_images_zip=_fspath(extra_images_zip),
         )
     except RunInterrupted as stopped:
         if stopped.signum == signal.SIGINT:
@@ -117,6 +120,8 @@ def samples(
     decode_check: bool = False,
     gtfine_zip: PathLike | None = None,
     images_zip: PathLike | None = None,
+    gtcoarse_zip: PathLike | None = None,
+    extra_images_zip: PathLike | None = None,
     lookahead: int | None = None,
 ) -> Iterator[Sample]:
     """The samples of one split straight from the download (a tree or the two zips), in
@@ -129,7 +134,8 @@ def samples(
     when this is called; a bad frame raises CsconvError when its turn comes.
     """
     options = _options(task, source, treat_crowd_as_ignore, label_divisor, png_compress_level, annotations)
-    dataset = open_dataset(_fspath(cityscapes_root), _fspath(gtfine_zip), _fspath(images_zip), options.annotations)
+    dataset = open_dataset(_fspath(cityscapes_root), _fspath(gtfine_zip), _fspath(images_zip), options.annotations,
+                           _fspath(gtcoarse_zip), _fspath(extra_images_zip))
     frames = discover.find_frames(dataset, split)
     if not frames:
         raise CsconvError(f"{dataset.images_dir(split)}: no *_leftImg8bit.png images in this split")

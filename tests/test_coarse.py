@@ -360,3 +360,38 @@ def test_resume_does_not_keep_fine_shards_for_a_coarse_run(coarse, tmp_path):
     assert summary.kept == 0
     assert shard_bytes(tmp_path) != fine
     assert json.loads((tmp_path / "csconv-manifest.json").read_text())["options"]["annotations"] == "coarse"
+
+
+def test_coarse_archives_named_directly(coarse, tmp_path):
+    raw, _, download = coarse
+    convert_coarse(raw, tmp_path / "tree")
+    tree = shard_bytes(tmp_path / "tree")
+    done = csconv_cli("--gtcoarse_zip", str(download / GTCOARSE_ZIP), "--images_zip", str(download / IMAGES_ZIP),
+                      "--extra_images_zip", str(download / EXTRA_IMAGES_ZIP), "--output_dir", str(tmp_path / "all"),
+                      "--annotations", "coarse", "--nocreate_panoptic_data", "--workers", "2", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert shard_bytes(tmp_path / "all") == tree
+    # The extra images alone hold train_extra alone.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = csconv.convert(None, tmp_path / "extra", create_panoptic_data=False, annotations="coarse", workers=1,
+                                 gtcoarse_zip=download / GTCOARSE_ZIP, extra_images_zip=download / EXTRA_IMAGES_ZIP)
+    assert [str(w.message) for w in caught if not issubclass(w.category, SplitSizeWarning)] == [
+        f"the input holds no {split!r} split; converting train_extra" for split in ("train", "val")]
+    assert summary.splits == {"train_extra": SIZES["train_extra"]}
+    assert shard_bytes(tmp_path / "extra") == {name: data for name, data in tree.items() if name.startswith("train_extra-")}
+
+
+@pytest.mark.parametrize("annotations, archives, message", [
+    ("fine", {"gtcoarse_zip": GTCOARSE_ZIP}, "--gtcoarse_zip and --extra_images_zip are the coarse annotations' "
+                                             "archives: give them with --annotations coarse"),
+    ("coarse", {"gtfine_zip": "gtFine_trainvaltest.zip", "images_zip": IMAGES_ZIP},
+     "--gtfine_zip is the fine annotations' archive: give --gtcoarse_zip for coarse annotations"),
+    ("coarse", {"gtcoarse_zip": GTCOARSE_ZIP}, "--gtcoarse_zip goes with --images_zip and/or --extra_images_zip"),
+    ("coarse", {}, "give --cityscapes_root, or --gtcoarse_zip with --images_zip and/or --extra_images_zip"),
+])
+def test_named_archives_of_the_wrong_set_are_refused(coarse, annotations, archives, message):
+    _, _, download = coarse
+    named = {flag: str(download / name) for flag, name in archives.items()}
+    with pytest.raises(CsconvError, match=f"^{message}"):
+        open_dataset(None, annotations=annotations, **named)

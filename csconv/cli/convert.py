@@ -25,6 +25,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--gtfine_zip", help="the gtFine_trainvaltest.zip archive (with --images_zip, instead of --cityscapes_root)")
     parser.add_argument("--images_zip", help="the leftImg8bit_trainvaltest.zip archive")
+    parser.add_argument(
+        "--gtcoarse_zip",
+        help="the gtCoarse.zip archive (--annotations coarse; with --images_zip and/or --extra_images_zip, "
+        "instead of --cityscapes_root)",
+    )
+    parser.add_argument("--extra_images_zip", help="the leftImg8bit_trainextra.zip archive (train_extra's images)")
     parser.add_argument("--output_dir", required=True, help="folder for the shards and csconv-manifest.json")
     parser.add_argument("--sink", default="tfrecord", help="output format (see `csconv sinks`; default tfrecord)")
     bool_flag(parser, "create_panoptic_data", True, "panoptic labels (int32 raw); false: semantic trainId PNGs")
@@ -105,6 +111,8 @@ def run(args) -> int:
             root=args.cityscapes_root,
             gtfine_zip=args.gtfine_zip,
             images_zip=args.images_zip,
+            gtcoarse_zip=args.gtcoarse_zip,
+            extra_images_zip=args.extra_images_zip,
             output_dir=args.output_dir,
             sink_name=args.sink,
             splits=splits,

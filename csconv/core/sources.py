@@ -148,22 +148,31 @@ class Dataset:
 
 def open_dataset(
     root: str | None, gtfine_zip: str | None = None, images_zip: str | None = None,
-    annotations: str | AnnotationSet = FINE,
+    annotations: str | AnnotationSet = FINE, gtcoarse_zip: str | None = None, extra_images_zip: str | None = None,
 ) -> Dataset:
-    """The input of a conversion: a tree, a folder holding the official archives, or (fine
-    annotations only) the two archives named."""
+    """The input of a conversion: a tree, a folder holding the official archives, or the
+    archives named (fine: gtfine_zip and images_zip; coarse: gtcoarse_zip with images_zip
+    and/or extra_images_zip)."""
     annotations = annotation_set(annotations)
-    if gtfine_zip or images_zip:
-        if annotations is not FINE:
-            raise CsconvError(
-                f"--gtfine_zip and --images_zip name the fine annotations' archives; for {annotations.name} "
-                f"annotations give --cityscapes_root, a tree or the folder holding {annotations.archive}"
-            )
-        if not (gtfine_zip and images_zip):
-            raise CsconvError("--gtfine_zip and --images_zip go together: give both archives")
-        return _from_archives(gtfine_zip, (images_zip,), FINE)
+    if annotations is FINE:
+        if gtcoarse_zip or extra_images_zip:
+            raise CsconvError("--gtcoarse_zip and --extra_images_zip are the coarse annotations' archives: "
+                              "give them with --annotations coarse")
+        if gtfine_zip or images_zip:
+            if not (gtfine_zip and images_zip):
+                raise CsconvError("--gtfine_zip and --images_zip go together: give both archives")
+            return _from_archives(gtfine_zip, (images_zip,), FINE)
+    elif gtfine_zip:
+        raise CsconvError("--gtfine_zip is the fine annotations' archive: give --gtcoarse_zip for coarse annotations")
+    elif gtcoarse_zip or images_zip or extra_images_zip:
+        if not (gtcoarse_zip and (images_zip or extra_images_zip)):
+            raise CsconvError("--gtcoarse_zip goes with --images_zip and/or --extra_images_zip: give the annotations "
+                              "and the images of the splits to convert")
+        return _from_archives(gtcoarse_zip, tuple(z for z in (images_zip, extra_images_zip) if z), annotations)
     if root is None:
-        raise CsconvError("give --cityscapes_root, or --gtfine_zip and --images_zip")
+        archives = "--gtfine_zip and --images_zip" if annotations is FINE else \
+            "--gtcoarse_zip with --images_zip and/or --extra_images_zip"
+        raise CsconvError(f"give --cityscapes_root, or {archives}")
     if not os.path.isdir(root):
         raise CsconvError(f"{root}: Cityscapes root does not exist or is not a folder")
     folder = annotations.folder

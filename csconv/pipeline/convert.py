@@ -143,15 +143,18 @@ def convert(
     sha256: bool = False,
     gtfine_zip: str | None = None,
     images_zip: str | None = None,
+    gtcoarse_zip: str | None = None,
+    extra_images_zip: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> RunSummary:
     """Convert a Cityscapes root (a tree, or a folder with the two official archives,
-    or the archives named by gtfine_zip and images_zip) into sharded output."""
+    or the archives named by gtfine_zip and images_zip; for coarse annotations gtcoarse_zip
+    with images_zip and/or extra_images_zip) into sharded output."""
     if num_shards < 1:
         raise CsconvError("--num_shards must be at least 1")
     if overwrite and resume_run:
         raise CsconvError("--overwrite and --resume exclude each other")
-    dataset = open_dataset(root, gtfine_zip, images_zip, options.annotations)
+    dataset = open_dataset(root, gtfine_zip, images_zip, options.annotations, gtcoarse_zip, extra_images_zip)
     jobs, sizes = plan(
         dataset, splits, sink_name, output_dir, options, num_shards, strict_sizes,
         keep_going=keep_going, decode_check=decode_check, sha256=sha256, max_pixels=check_max_pixels(max_pixels),
