@@ -7,26 +7,21 @@ command line's one-line messages.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
-import sys
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from itertools import islice
 
-from .pipeline.convert import RunSummary
-from .pipeline.convert import convert as _convert
 from .core import discover
 from .core.errors import CsconvError
 from .core.png import DEFAULT_MAX_PIXELS
 from .core.records import ConvertOptions, Sample, Source, Task
 from .core.samples import TEST_SPLIT, build_sample, load_prepared_annotations
 from .core.sources import open_dataset
-from .reading import OutputSplit, read
+from .pipeline.convert import RunSummary
+from .pipeline.convert import convert as _convert
 from .pipeline.resume import RunInterrupted
+from .pipeline.sample_workers import in_order
+from .reading import OutputSplit, read
 
 PathLike = str | os.PathLike
 
@@ -146,39 +141,7 @@ def samples(
     jobs = [(frame, options, annotation, decode_check) for frame, annotation in zip(frames, prepared)]
     if workers <= 1:
         return (build_sample(*job) for job in jobs)
-    return _in_order(jobs, workers, lookahead or 2 * workers)
-
-
-def _in_order(jobs: list[tuple], workers: int, lookahead: int) -> Iterator[Sample]:
-    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
-    try:
-        queued = iter(jobs)
-        pending = deque((job[0], executor.submit(build_sample, *job)) for job in islice(queued, lookahead))
-        while pending:
-            frame, future = pending.popleft()
-            try:
-                sample = future.result()
-            except BrokenProcessPool:
-                raise CsconvError(
-                    f"{frame.image_path}: the worker process building this frame died (out of memory?)"
-                ) from None
-            for job in islice(queued, 1):
-                pending.append((job[0], executor.submit(build_sample, *job)))
-            yield sample
-    finally:
-        # Also when the caller stops early: queued frames are dropped, running ones end.
-        executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _init_worker() -> None:
-    from .pipeline.allocator import keep_frame_buffers
-    from .pipeline.workers import _die_with_parent
-
-    # Ctrl-C reaches the whole process group; the caller's process decides what stops.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
-    keep_frame_buffers()
+    return in_order(jobs, workers, lookahead or 2 * workers)
 
 
 __all__ = ["convert", "samples", "read", "OutputSplit", "RunSummary"]

@@ -179,6 +179,33 @@ def test_samples_stop_early_and_errors_come_in_order(root, tmp_path):
         csconv.samples(damaged, "nosuchsplit")  # checked at the call, before any iteration
 
 
+@pytest.mark.parametrize("folder", ["tmpfs folder", "none"])
+def test_worker_samples_come_through_files_or_the_pipe_alike(root, tmp_path, monkeypatch, folder):
+    """Workers hand their samples over in files of a folder of the caller's (/dev/shm on
+    Linux), or through the process pool's pipe where there is none: the same samples,
+    and no file left behind, whether the caller takes every frame, stops early or meets
+    a bad frame."""
+    from csconv.pipeline import sample_workers
+
+    handover = tmp_path / "shm"
+    handover.mkdir()
+    monkeypatch.setattr(sample_workers, "SHARED_MEMORY_FOLDER", str(handover) if folder != "none" else
+                        str(tmp_path / "no such folder"))
+    for task in ("panoptic", "semantic"):
+        expected = list(csconv.samples(root, "train", task=task))
+        assert list(csconv.samples(root, "train", task=task, workers=2)) == expected
+    stopped = csconv.samples(root, "train", workers=2, lookahead=4)
+    assert next(stopped).filename == expected[0].filename
+    stopped.close()
+    damaged = tmp_path / "root"
+    shutil.copytree(root, damaged)
+    frame = sorted((damaged / "leftImg8bit" / "train").glob("*/*.png"), key=str)[2]
+    frame.write_bytes(frame.read_bytes()[:-30])
+    with pytest.raises(csconv.CsconvError, match="truncated PNG"):
+        list(csconv.samples(damaged, "train", workers=2))
+    assert list(handover.iterdir()) == []
+
+
 def test_stats_of_samples_equal_csconv_stats(root, outputs):
     from csconv.inspection.stats import compute_stats, frame_instances
 
