@@ -25,6 +25,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import resource
 import shlex
 import shutil
@@ -855,6 +856,19 @@ def report(args, sections: list[Section], load_at_start) -> str:
 # -- main -------------------------------------------------------------------------------
 
 
+# Sections other scripts write into the same report (bench/api.py), kept when it is rewritten.
+KEPT_SECTION = re.compile(r"<!-- (bench/\S+): start -->.*?<!-- \1: end -->\n?", re.S)
+
+
+def kept_sections(path: str) -> str:
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return ""
+    return "".join(match.group(0) for match in KEPT_SECTION.finditer(text))
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, required=True, help="synthetic frames in all (>= 3)")
@@ -929,8 +943,9 @@ def main(argv: list[str]) -> int:
         if memory_scratch is not None:
             shutil.rmtree(memory_scratch, ignore_errors=True)
     text = report(args, sections, load_at_start)
+    kept = kept_sections(args.out)
     with open(args.out, "w") as f:
-        f.write(text)
+        f.write(text + ("\n" + kept if kept else ""))
     for section in sections:
         print("\n".join([f"## {section.title}", *results_table(section.measurements), "",
                          *targets_table(section.targets), ""]))

@@ -296,8 +296,7 @@ def _to_arrays(sample):
 
 def test_pytorch_dataloader_with_two_workers(outputs):
     torch = pytest.importorskip(
-        "torch", reason="torch is not in the test extra (PyPI's default wheel brings GBs of CUDA): "
-        "pip install torch to run this test")
+        "torch", reason="torch comes with the test extra on Linux x86-64, Python 3.11 only: pip install torch")
     dataset = csconv.read(outputs["tfrecord"], "train")
     # Spawned workers get the dataset pickled (paths and counts) and open their own files.
     loader = torch.utils.data.DataLoader(
@@ -314,7 +313,7 @@ def test_pytorch_dataloader_with_two_workers(outputs):
 
 
 def test_pytorch_dataloader_forked_after_the_parent_read(outputs):
-    pytest.importorskip("torch", reason="torch is not in the test extra: pip install torch to run this test")
+    pytest.importorskip("torch", reason="torch comes with the test extra on Linux x86-64, Python 3.11 only")
     # In a fresh process: forking a pytest process that imported TensorFlow is unsafe.
     # The parent reads first, so each forked worker must open files of its own.
     script = textwrap.dedent(f"""
