@@ -178,14 +178,15 @@ def samples_rows(root: str, sizes: dict[str, int], scratch: str, memory_scratch:
     return ms, targets
 
 
-def section_text(args, sets: list[tuple], started: str) -> str:
+def section_text(args, sets: list[tuple], started: str, load_at_start: str) -> str:
     lines = [
         SECTION_START,
         "## Python API",
         "",
         f"Written by `{shlex.join(['python', 'bench/api.py', *sys.argv[1:]])}` on {started}, "
         "one run; replaced on every run of bench/api.py. Same machine, data sets and method "
-        "(subprocesses, median of the runs, warm page cache) as above.",
+        f"(subprocesses, median of the runs, warm page cache) as above; load average when it started: "
+        f"{load_at_start}.",
         "",
     ]
     for title, description, access_rows, _, samples_ms, targets in sets:
@@ -256,12 +257,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--accesses", type=int, default=200, help="random accesses per format (default 200)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each samples/conversion contender (default 3)")
     parser.add_argument("--out", default=os.path.join(bench.REPO, "BENCHMARKS.md"))
+    parser.add_argument("--cache", help="synthetic data folder, as bench/run.py's --cache "
+                        "(default bench/.cache/<w>x<h>-<frames>-seed0; the real-frame copies go beside it)")
     parser.add_argument("--width", type=int, default=2048)
     parser.add_argument("--height", type=int, default=1024)
     args = parser.parse_args(argv)
     started = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}"
     sizes = bench.split_sizes(args.frames)
-    cache = os.path.join(bench.REPO, "bench", ".cache", f"{args.width}x{args.height}-{args.frames}-seed{bench.SEED}")
+    cache = os.path.abspath(args.cache or os.path.join(
+        bench.REPO, "bench", ".cache", f"{args.width}x{args.height}-{args.frames}-seed{bench.SEED}"))
+    load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     bench.ensure_cache(cache, sizes, args.width, args.height)
     data_sets = [("Synthetic frames", cache, sizes,
                   f"{sum(sizes.values())} synthetic {args.width}x{args.height} frames (bench/run.py's): "
@@ -288,7 +293,7 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
         if memory_scratch is not None:
             shutil.rmtree(memory_scratch, ignore_errors=True)
-    text = section_text(args, sets, started)
+    text = section_text(args, sets, started, load_at_start)
     write_section(args.out, text)
     print(text)
     return 0
