@@ -259,9 +259,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default=os.path.join(bench.REPO, "BENCHMARKS.md"))
     parser.add_argument("--cache", help="synthetic data folder, as bench/run.py's --cache "
                         "(default bench/.cache/<w>x<h>-<frames>-seed0; the real-frame copies go beside it)")
+    parser.add_argument("--settle", type=float, default=bench.SETTLE_SECONDS,
+                        help="seconds to let the disk settle before each timed run, as bench/run.py's (default 2)")
     parser.add_argument("--width", type=int, default=2048)
     parser.add_argument("--height", type=int, default=1024)
     args = parser.parse_args(argv)
+    bench.SETTLE_SECONDS = args.settle
     started = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}"
     sizes = bench.split_sizes(args.frames)
     cache = os.path.abspath(args.cache or os.path.join(

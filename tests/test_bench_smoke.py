@@ -60,3 +60,38 @@ def test_bench_runs_and_writes_the_table(tmp_path):
         caches.append("real-2")
     # Scratch output is cleaned up; only the caches and the report remain.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["B.md", *caches]
+
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the benchmark reads /proc")
+def test_api_bench_writes_its_section_and_bench_run_keeps_it(tmp_path):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("array_record")
+    report = tmp_path / "B.md"
+    report.write_text("# csconv benchmark\n\nwhat bench/run.py wrote\n")
+    argv = [
+        sys.executable, os.path.join(REPO, "bench", "api.py"),
+        "--frames", "3", "--width", "256", "--height", "128", "--repeat", "1", "--settle", "0", "--accesses", "4",
+        "--out", str(report), "--cache", str(tmp_path / "cache"), "--real-frames", "0",
+    ]
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = report.read_text()
+    assert text.startswith("# csconv benchmark\n\nwhat bench/run.py wrote\n")
+    for row in ("| tfrecord | 1 |", "| arrayrecord | 1 |", '| csconv.samples(R, "train", workers=2) | 1 |',
+                "| csconv --splits train, 2 workers | 1 |"):
+        assert row in text, row
+
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    try:
+        import api as bench_api
+        import run as bench_run
+    finally:
+        sys.path.pop(0)
+    section = text[text.index(bench_api.SECTION_START):]
+    assert bench_run.kept_sections(str(report)) == section  # what bench/run.py writes again after its report
+    report.write_text(text + "## A section after it\n")
+    bench_api.write_section(str(report), f"{bench_api.SECTION_START}\nnew\n{bench_api.SECTION_END}\n")
+    assert report.read_text() == (f"# csconv benchmark\n\nwhat bench/run.py wrote\n\n{bench_api.SECTION_START}\nnew\n"
+                                  f"{bench_api.SECTION_END}\n\n## A section after it\n")
