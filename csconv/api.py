@@ -73,6 +73,7 @@ def convert(
     gtcoarse_zip: PathLike | None = None,
     extra_images_zip: PathLike | None = None,
     progress: bool = False,
+    storage_options: dict | None = None,
 ) -> RunSummary:
     """Convert Cityscapes as `csconv --cityscapes_root R --output_dir O ...` does.
 
@@ -93,7 +94,7 @@ def convert(
             overwrite=overwrite, show_progress=progress, resume_run=resume, keep_going=keep_going,
             decode_check=decode_check, sha256=sha256, max_pixels=max_pixels, gtfine_zip=_fspath(gtfine_zip),
             images_zip=_fspath(images_zip), gtcoarse_zip=_fspath(gtcoarse_zip),
-            extra_images_zip=_fspath(extra_images_zip),
+            extra_images_zip=_fspath(extra_images_zip), storage_options=storage_options,
         )
     except RunInterrupted as stopped:
         if stopped.signum == signal.SIGINT:

@@ -1,4 +1,4 @@
-"""Zip member reading: the archive listing (sources._member_names) and sources.read_file of
+"""Zip member reading: the archive listing (zipfs.member_names) and sources.read_file of
 every member, as csconv reads the official archives."""
 
 import os
@@ -6,17 +6,19 @@ import tempfile
 
 from common import CsconvError, run, sources
 
+from csconv.storage import zipfs
+
 PATH = os.path.join(tempfile.mkdtemp(prefix="csconv-fuzz-zip-"), "gtFine_trainvaltest.zip")
 
 
 def test_one_input(data: bytes) -> None:
     with open(PATH, "wb") as f:
         f.write(data)
-    for archive in sources._open_archives.values():
+    for archive in zipfs._open_archives.values():
         archive.close()
-    sources._open_archives.clear()
+    zipfs._open_archives.clear()
     try:
-        for name in sources._member_names(PATH)[:16]:
+        for name in zipfs.member_names(PATH)[:16]:
             sources.read_file(sources.Location(PATH, name))
     except CsconvError:
         pass

@@ -17,7 +17,7 @@ import pytest
 from conftest import deeplab2_feature_spec
 from csconv.pipeline.convert import convert
 from csconv.pipeline.manifest import MANIFEST_NAME
-from csconv.output import AdoptedShardFile, OutputError, file_digests
+from csconv.storage.local import AdoptedShardFile, OutputError, file_digests
 from csconv.pipeline.shards import open_shard
 from csconv.sinks.arrayrecord import ArrayRecordSink
 from test_sinks_roundtrip import realistic_samples

@@ -14,6 +14,7 @@ import pytest
 from csconv.core import panoptic, samples
 from csconv.core.errors import InputError
 from csconv.core.sources import Location
+from csconv.storage import zipfs
 
 REGRESSIONS = Path(__file__).parent / "fuzz_regressions"
 SEPARATOR = b"\n--png--\n"  # how fuzz/fuzz_prepared.py joins the JSON and the PNG
@@ -128,7 +129,7 @@ def test_zip_needing_a_version_zipfile_does_not_know(tmp_path):
     archive = tmp_path / "gtFine_trainvaltest.zip"
     archive.write_bytes((REGRESSIONS / "zip_version_22_2.zip").read_bytes())
     with pytest.raises(InputError) as caught:
-        sources._member_names(str(archive))
+        zipfs.member_names(str(archive))
     assert str(caught.value) == (
         f"{archive}: a zip archive Python's zipfile cannot read (zip file version 22.2)"
     )

@@ -493,12 +493,12 @@ def test_sigint_right_after_the_manifest_is_in_place_completes_the_run(dataset, 
 
 def test_sigint_while_a_shard_file_is_closed_is_one_clean_interruption(dataset, tmp_path, monkeypatch, capsys):
     """The signal lands between closing a committed shard's file and marking it closed."""
-    import csconv.output
+    import csconv.storage.local
 
     root, clean_dir, _ = dataset
     out = tmp_path / "out"
     open_shard_fds, closed_shards = set(), []
-    real_open, real_close = csconv.output._open_for_writing, os.close
+    real_open, real_close = csconv.storage.local._open_for_writing, os.close
 
     def open_for_writing(path, direct):
         fd, is_direct = real_open(path, direct)
@@ -514,7 +514,7 @@ def test_sigint_while_a_shard_file_is_closed_is_one_clean_interruption(dataset, 
             if len(closed_shards) == 3:
                 os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(csconv.output, "_open_for_writing", open_for_writing)
+    monkeypatch.setattr(csconv.storage.local, "_open_for_writing", open_for_writing)
     monkeypatch.setattr(os, "close", close)
     code = cli.main(["--cityscapes_root", str(root), "--output_dir", str(out), *ARGS, "--workers=1"])
     monkeypatch.undo()

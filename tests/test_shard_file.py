@@ -15,8 +15,8 @@ from crc32c import crc32c
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from csconv import output
-from csconv.output import OutputError, ShardFile, file_digests, temp_name
+from csconv.storage import local as output
+from csconv.storage.local import OutputError, ShardFile, file_digests, temp_name
 
 BLOCK = output._BLOCK
 
@@ -194,7 +194,7 @@ def test_a_padded_last_block_may_cross_the_file_size_limit(tmp_path):
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, ({BLOCK + 12_000}, {BLOCK + 12_000}))
-from csconv.output import ShardFile
+from csconv.storage.local import ShardFile
 shard = ShardFile(sys.argv[1], "a.bin")
 shard.write(b"z" * {BLOCK + 11_000})
 shard.commit()

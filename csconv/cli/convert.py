@@ -10,7 +10,7 @@ from ..core.discover import parse_splits
 from ..core.png import DEFAULT_MAX_PIXELS, parse_compress_level
 from ..core.records import ConvertOptions, Source, Task
 from ..core.sources import ANNOTATION_SETS, FINE
-from .flags import bool_flag, positive_int
+from .flags import bool_flag, positive_int, storage_options_flag
 from . import registry
 from .warning_lines import warnings_as_lines
 
@@ -87,6 +87,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "more CPU on panoptic output, so the default is CRC32C only)",
     )
     bool_flag(parser, "quiet", False, "no progress lines and no summary")
+    storage_options_flag(parser)
     bool_flag(parser, "debug", False, "show tracebacks")
     return parser
 
@@ -127,6 +128,7 @@ def run(args) -> int:
             decode_check=args.decode_check,
             sha256=args.sha256,
             max_pixels=args.max_pixels,
+            storage_options=args.storage_options,
         )
     if not args.quiet:
         print_summary(summary, args.output_dir)

@@ -7,6 +7,7 @@ Flags follow absl conventions as well, so DeepLab2's own command line works verb
 from __future__ import annotations
 
 import argparse
+import json
 
 # Every command's boolean flags: normalise_argv() runs before the command is known.
 BOOLEAN_FLAGS = {
@@ -52,6 +53,25 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {text!r}")
     return value
+
+
+def storage_options(text: str) -> dict:
+    try:
+        options = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not JSON ({error})") from None
+    if not isinstance(options, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object, such as '{\"anon\": true}'")
+    return options
+
+
+def storage_options_flag(parser) -> None:
+    parser.add_argument(
+        "--storage_options", type=storage_options, default=None, metavar="JSON",
+        help="options for the filesystem of every gs://, s3://, ... URL, as a JSON object (for example "
+        "'{\"anon\": true}' or '{\"endpoint_url\": \"http://...\"}'); credentials and endpoints otherwise "
+        "come from each library's usual environment and configuration files",
+    )
 
 
 def bool_flag(parser, name: str, default: bool, help_text: str) -> None:

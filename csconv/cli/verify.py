@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import registry
-from .flags import bool_flag
+from .flags import bool_flag, storage_options_flag
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -22,13 +22,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--against", help="also compare every sample with this other output folder (csconv's or DeepLab2's own)"
     )
+    storage_options_flag(parser)
     bool_flag(parser, "debug", False, "show tracebacks")
     return parser
 
 
 def run(args) -> int:
+    from .. import storage
     from ..inspection.verify import compare, format_report, verify
 
+    storage.configure(args.storage_options)
     report = verify(args.output_dir)
     print(format_report(report))
     ok = report.ok

@@ -14,13 +14,13 @@ Locations pickle, so worker processes open what they need themselves.
 from __future__ import annotations
 
 import os
-import zipfile
-import zlib
 from dataclasses import dataclass
 
+from .. import storage
+from ..storage import remote, zipfs
 from .errors import CsconvError, InputError
 
-ARCHIVE_SEPARATOR = "::"  # display only: how a member is named in messages
+ARCHIVE_SEPARATOR = zipfs.SEPARATOR  # display only: how a member is named in messages
 IMAGE_SUFFIX = "_leftImg8bit.png"
 GTFINE_ZIP = "gtFine_trainvaltest.zip"
 IMAGES_ZIP = "leftImg8bit_trainvaltest.zip"
@@ -63,7 +63,7 @@ def parse_annotation_sets(text: str) -> tuple[AnnotationSet, ...]:
 
 @dataclass(frozen=True)
 class Location:
-    """An input file or folder: `path` on disk, or `member` inside the zip archive at `path`."""
+    """An input file or folder: `path` on disk or a URL, or `member` inside the zip archive at `path`."""
 
     path: str
     member: str | None = None
@@ -74,7 +74,7 @@ class Location:
 
     def join(self, *parts: str) -> "Location":
         if self.member is None:
-            return Location(os.path.join(self.path, *parts))
+            return Location(storage.join(self.path, *parts))
         return Location(self.path, "/".join((self.member, *parts)))
 
     def __str__(self) -> str:
@@ -103,12 +103,12 @@ class Dataset:
     def splits_present(self) -> list[str]:
         if self.image_archives is None:
             base = self.images_base.path
-            return sorted(os.listdir(base)) if os.path.isdir(base) else []
+            return storage.list_names(base) if storage.is_dir(base) else []
         return sorted({member.split("/")[1] for _, members in self.image_archives for member in members})
 
     def has_split(self, split: str) -> bool:
         if self.image_archives is None:
-            return os.path.isdir(os.path.join(self.images_base.path, split))
+            return storage.is_dir(storage.join(self.images_base.path, split))
         return split in self.splits_present()
 
     def images_dir(self, split: str) -> Location:
@@ -125,7 +125,15 @@ class Dataset:
         with a dot match, as they do in TensorFlow's glob, which the reference uses.
         """
         found = []
-        if self.image_archives is None:
+        if self.image_archives is None and remote.is_url(self.images_base.path):
+            # A bucket: one listing of the whole split, never a request per city or file.
+            split_url = remote.join(self.images_base.path, split)
+            for url in remote.find_files(split_url):
+                parts = url[len(split_url) + 1:].split("/")
+                if len(parts) == 2 and parts[1].endswith(IMAGE_SUFFIX):
+                    found.append((Location(url), parts[0], parts[1][: -len(IMAGE_SUFFIX)]))
+            found.sort(key=lambda item: item[0].path)
+        elif self.image_archives is None:
             split_dir = os.path.join(self.images_base.path, split)
             for city in os.listdir(split_dir):
                 city_dir = os.path.join(split_dir, city)
@@ -173,20 +181,23 @@ def open_dataset(
         archives = "--gtfine_zip and --images_zip" if annotations is FINE else \
             "--gtcoarse_zip with --images_zip and/or --extra_images_zip"
         raise CsconvError(f"give --cityscapes_root, or {archives}")
-    if not os.path.isdir(root):
+    if remote.is_url(root):
+        root = root.rstrip("/")
+    if not storage.is_dir(root):
         raise CsconvError(f"{root}: Cityscapes root does not exist or is not a folder")
     folder = annotations.folder
-    images, labels = os.path.join(root, "leftImg8bit"), os.path.join(root, folder)
-    if os.path.isdir(images) and os.path.isdir(labels):
+    images, labels = storage.join(root, "leftImg8bit"), storage.join(root, folder)
+    images_there, labels_there = storage.is_dir(images), storage.is_dir(labels)
+    if images_there and labels_there:
         return Dataset(root, Location(images), Location(labels), annotations=annotations)
-    labels_zip = os.path.join(root, annotations.archive)
+    labels_zip = storage.join(root, annotations.archive)
     # Coarse annotations come with two image archives; either may be left out.
-    image_zips = [os.path.join(root, name) for name in _image_archives(annotations)]
-    image_zips = [path for path in image_zips if os.path.isfile(path)]
-    if not os.path.isdir(images) and not os.path.isdir(labels) and os.path.isfile(labels_zip) and image_zips:
+    image_zips = [storage.join(root, name) for name in _image_archives(annotations)]
+    image_zips = [path for path in image_zips if storage.is_file(path)]
+    if not images_there and not labels_there and storage.is_file(labels_zip) and image_zips:
         return _from_archives(labels_zip, tuple(image_zips), annotations)
-    missing = " and ".join(f"{name}/" for name, path in (("leftImg8bit", images), (folder, labels))
-                           if not os.path.isdir(path))
+    missing = " and ".join(f"{name}/" for name, there in (("leftImg8bit", images_there), (folder, labels_there))
+                           if not there)
     archives = " and ".join((annotations.archive, " or ".join(_image_archives(annotations))))
     raise CsconvError(
         f"{root}: not a Cityscapes root, missing {missing} (expected leftImg8bit/<split>/<city>/ and "
@@ -262,7 +273,7 @@ def open_gtfine(root: str, annotations: str | AnnotationSet = FINE) -> GtFine:
 
 def _annotation_members(archive: str, top: str) -> tuple[str, ...]:
     members = []
-    for name in _member_names(archive):
+    for name in zipfs.member_names(archive):
         parts = name.split("/")
         # <top>/<split>/<city>/<file> only: README, license, __MACOSX/ and folders are not annotations.
         if len(parts) == 4 and parts[0] == top and parts[3] and not any(p.startswith(".") for p in parts[1:]):
@@ -274,7 +285,7 @@ def _from_archives(labels_zip: str, images_zips: tuple[str, ...], annotations: A
     image_archives, seen = [], {}
     for images_zip in images_zips:
         members = []
-        for name in _member_names(images_zip):
+        for name in zipfs.member_names(images_zip):
             parts = name.split("/")
             # Only leftImg8bit/<split>/<city>/<file>: README, license and __MACOSX/ are ignored.
             if len(parts) == 4 and parts[0] == "leftImg8bit" and parts[3].endswith(IMAGE_SUFFIX):
@@ -283,7 +294,7 @@ def _from_archives(labels_zip: str, images_zips: tuple[str, ...], annotations: A
                 seen[name] = images_zip
                 members.append(name)
         image_archives.append((images_zip, tuple(members)))
-    _member_names(labels_zip)  # fail now, not in a worker, if it is not a usable zip
+    zipfs.member_names(labels_zip)  # fail now, not in a worker, if it is not a usable zip
     return Dataset(
         " + ".join((*images_zips, labels_zip)),
         Location(images_zips[0], "leftImg8bit"),
@@ -293,51 +304,18 @@ def _from_archives(labels_zip: str, images_zips: tuple[str, ...], annotations: A
     )
 
 
-def _member_names(archive_path: str) -> list[str]:
-    """The archive's member names; an InputError when one appears twice.
-
-    Appending archivers leave two members of one name; reading by name would give
-    one of them, and listing would convert that frame twice.
-    """
-    names = _archive(archive_path).namelist()
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise InputError(
-                str(Location(archive_path, name)),
-                "the archive holds two members of this name (left by an appending archiver?); "
-                "re-create the archive with one copy",
-            )
-        seen.add(name)
-    return names
-
-
-# One open handle per archive and process: a handle inherited across fork shares its
-# file offset with the parent, so it is never reused in a child.
-_open_archives: dict[tuple[int, str], zipfile.ZipFile] = {}
-
-
-def _archive(path: str) -> zipfile.ZipFile:
-    key = (os.getpid(), path)
-    if key not in _open_archives:
-        try:
-            _open_archives[key] = zipfile.ZipFile(path)
-        except FileNotFoundError:
-            raise InputError(path, "archive not found") from None
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
-            raise InputError(path, f"not a readable zip archive, truncated or damaged ({error})") from None
-        except NotImplementedError as error:  # a member needing a newer zip version than zipfile knows
-            raise InputError(path, f"a zip archive Python's zipfile cannot read ({error})") from None
-    return _open_archives[key]
-
-
 def read_file(location: Location | str) -> bytes:
-    """The bytes of a file or archive member; an InputError naming it otherwise."""
+    """The bytes of a file, archive member or object; an InputError naming it otherwise."""
     if isinstance(location, Location):
         if location.member is not None:
-            return _read_member(location.path, location.member)
+            return zipfs.read_member(location.path, location.member)
         location = location.path
     path = location
+    if remote.is_url(path):
+        try:
+            return remote.read_bytes(path)
+        except remote.StorageError as error:
+            raise InputError(path, str(error).removeprefix(f"{path}: ")) from None
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -351,47 +329,3 @@ def read_file(location: Location | str) -> bytes:
         raise InputError(path, "is a folder, expected a file") from None
     except OSError as error:
         raise InputError(path, f"cannot read ({error.strerror})") from None
-
-
-# The most a member may declare it inflates to, by kind, refused before reading: a zip
-# member can expand a thousandfold. Real Cityscapes PNGs are at most about 3 MB, polygons
-# JSONs 300 KB; the prepared panoptic JSON of a split is tens of MB, hence the wide rest.
-MAX_MEMBER_BYTES = {".png": 64 * 2**20, "_polygons.json": 32 * 2**20}
-MAX_OTHER_MEMBER_BYTES = 1024 * 2**20
-
-
-def member_limit(member: str) -> int:
-    return next((limit for suffix, limit in MAX_MEMBER_BYTES.items() if member.endswith(suffix)),
-                MAX_OTHER_MEMBER_BYTES)
-
-
-def _read_member(archive_path: str, member: str) -> bytes:
-    archive = _archive(archive_path)
-    where = str(Location(archive_path, member))
-    try:
-        info = archive.getinfo(member)
-    except KeyError:
-        raise InputError(where, "not in the archive") from None
-    limit = member_limit(member)
-    if info.file_size > limit:
-        raise InputError(
-            where, f"archive member declares {info.file_size:,} bytes uncompressed, more than the {limit:,} "
-            f"a file of its kind may have (a decompression bomb?)",
-        )
-    # zipfile stops inflating at the declared size and then finds the CRC wrong, so a
-    # member that inflates beyond what it declares ends as BadZipFile below.
-    try:
-        return archive.read(info)
-    except NotImplementedError:
-        name = _COMPRESSION_NAMES.get(info.compress_type, f"method {info.compress_type}")
-        raise InputError(
-            where, f"compressed with {name}, which Python's zipfile cannot read; re-pack the archive with Deflate"
-        ) from None
-    except RuntimeError as error:  # after NotImplementedError, its subclass: zipfile's way of saying "encrypted"
-        raise InputError(where, f"encrypted archive member, which csconv cannot read ({error})") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:
-        raise InputError(where, f"corrupt archive member ({error})") from None
-
-
-# Zip compression methods Python cannot decompress, by the number the archive records.
-_COMPRESSION_NAMES = {9: "Deflate64 (method 9)", 6: "Implode (method 6)", 1: "Shrink (method 1)", 98: "PPMd (method 98)"}

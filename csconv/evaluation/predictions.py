@@ -29,7 +29,7 @@ import numpy as np
 from ..core.errors import CsconvError, InputError
 from ..core.labels import BY_TRAIN_ID, IGNORE_LABEL, NUM_TRAIN_CLASSES
 from ..core.panoptic import distinct_values, rgb_to_ids
-from ..output import write_atomically
+from ..storage.local import write_atomically
 from ..core.panoptic_gt import categories, segments_of
 
 EXTENSIONS = (".png", ".npy", ".raw", ".bin")

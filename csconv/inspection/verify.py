@@ -24,7 +24,8 @@ from ..core.errors import CsconvError, InputError
 from ..core.records import Sample
 from ..pipeline.manifest import MANIFEST_NAME
 from ..pipeline.manifest import load as load_manifest
-from ..output import DIGESTS, file_digests
+from .. import storage
+from ..storage import DIGESTS
 from ..plugins import get_sink
 from ..sinks import tfrecord, tfrecord_format
 from ..sinks.base import Sink
@@ -47,9 +48,11 @@ class Output:
 
 def open_output(folder: str) -> Output:
     """A csconv output (by its manifest) or DeepLab2's own TFRecords (by file name)."""
-    if not os.path.isdir(folder):
+    if storage.is_url(folder):
+        folder = folder.rstrip("/")
+    if not storage.is_dir(folder):
         raise CsconvError(f"{folder}: not a folder")
-    if os.path.exists(os.path.join(folder, MANIFEST_NAME)):
+    if storage.is_file(storage.join(folder, MANIFEST_NAME)):
         manifest = load_manifest(folder)
         sink_name = manifest.get("sink", "?")
         splits = {split: list(info["shards"]) for split, info in manifest.get("splits", {}).items()}
@@ -59,9 +62,10 @@ def open_output(folder: str) -> Output:
 
 def _deeplab2_output(folder: str) -> Output:
     found: dict[str, dict[int, dict[int, str]]] = {}  # split -> shard count -> index -> name
-    for name in sorted(os.listdir(folder)):
+    for name in storage.list_names(folder):
         match = DEEPLAB2_SHARD.fullmatch(name)
-        if match and os.path.isfile(os.path.join(folder, name)):
+        # In a bucket a listed name ending in .tfrecord is an object: no request per name.
+        if match and (storage.is_url(folder) or os.path.isfile(os.path.join(folder, name))):
             counts = found.setdefault(match["split"], {})
             counts.setdefault(int(match["count"]), {})[int(match["index"])] = name
     if not found:
@@ -143,23 +147,28 @@ def unlisted_shards(output: Output) -> list[str]:
     listed = {shard["name"] for shards in output.splits.values() for shard in shards}
     return [
         f"{name}: a {output.sink_name} shard file the manifest does not list (left over from another run?)"
-        for name in sorted(os.listdir(output.folder))
+        for name in storage.list_names(output.folder)
         if name not in listed and output.sink.is_shard_name(name)
     ]
 
 
 def _verify_shard(report: Report, sink, output_dir: str, shard: dict) -> None:
     name = shard["name"]
-    path = os.path.join(output_dir, name)
-    if not os.path.exists(path):
+    size = storage.file_size(storage.join(output_dir, name))
+    if size is None:
         report.defects.append(f"{name}: missing")
         return
-    size = os.path.getsize(path)
+    # An object is read once, into a local copy, for both its checksums and its records.
+    with storage.local_copy(storage.join(output_dir, name)) as path:
+        _verify_shard_file(report, sink, name, path, size, shard)
+
+
+def _verify_shard_file(report: Report, sink, name: str, path: str, size: int, shard: dict) -> None:
     report.bytes += size
     if "bytes" in shard and size != shard["bytes"]:
         report.defects.append(f"{name}: {size} bytes, the manifest says {shard['bytes']}")
     recorded = {digest: shard[digest] for digest in DIGESTS if digest in shard}
-    for digest, value in file_digests(path, recorded).items():
+    for digest, value in storage.file_digests(path, recorded).items():
         if value != recorded[digest]:
             report.defects.append(f"{name}: {digest.upper().replace('SHA', 'SHA-')} differs from the manifest")
     count = 0
@@ -302,12 +311,19 @@ def compare(first_dir: str, second_dir: str, limit: int = 20) -> Comparison:
 def _compare_shard(
     result: Comparison, first: Output, second: Output, a_name: str, b_name: str, where: str, limit: int
 ) -> None:
-    paths = os.path.join(first.folder, a_name), os.path.join(second.folder, b_name)
-    missing = [path for path in paths if not os.path.isfile(path)]
+    paths = storage.join(first.folder, a_name), storage.join(second.folder, b_name)
+    missing = [path for path in paths if not storage.is_file(path)]
     if missing:
         result.differences.append(f"{where}: {' and '.join(missing)} missing")
         return
-    pairs = zip_longest(_records(first.sink, paths[0]), _records(second.sink, paths[1]))
+    with storage.local_copy(paths[0]) as a_path, storage.local_copy(paths[1]) as b_path:
+        _compare_records(result, first, second, a_path, b_path, where, limit)
+
+
+def _compare_records(
+    result: Comparison, first: Output, second: Output, a_path: str, b_path: str, where: str, limit: int
+) -> None:
+    pairs = zip_longest(_records(first.sink, a_path), _records(second.sink, b_path))
     for index, (x, y) in enumerate(pairs):
         for record, folder in ((x, first.folder), (y, second.folder)):
             if isinstance(record, _Unreadable):

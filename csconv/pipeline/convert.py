@@ -15,7 +15,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
-from .. import plugins
+from .. import plugins, storage
 from . import manifest, output_folder, resume
 from . import workers as worker_pool
 from ..core import discover
@@ -66,6 +66,7 @@ def plan(
     decode_check: bool = False,
     sha256: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    storage_options: dict | None = None,
 ) -> tuple[list[ShardJob], dict[str, int]]:
     sink = plugins.get_sink(sink_name)
     jobs, sizes = [], {}
@@ -98,6 +99,7 @@ def plan(
                     decode_check=decode_check,
                     sha256=sha256,
                     max_pixels=max_pixels,
+                    storage_options=dict(storage_options or {}),
                 )
             )
     return jobs, sizes
@@ -146,18 +148,27 @@ def convert(
     gtcoarse_zip: str | None = None,
     extra_images_zip: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    storage_options: dict | None = None,
 ) -> RunSummary:
     """Convert a Cityscapes root (a tree, or a folder with the two official archives,
     or the archives named by gtfine_zip and images_zip; for coarse annotations gtcoarse_zip
-    with images_zip and/or extra_images_zip) into sharded output."""
+    with images_zip and/or extra_images_zip) into sharded output. Any
+    of the paths may be a URL (gs://, s3://, memory://, ...); storage_options go to fsspec."""
     if num_shards < 1:
         raise CsconvError("--num_shards must be at least 1")
     if overwrite and resume_run:
         raise CsconvError("--overwrite and --resume exclude each other")
+    storage.configure(storage_options)
+    named = (root, output_dir, gtfine_zip, images_zip, gtcoarse_zip, extra_images_zip)
+    if any(storage.in_this_process_only(path) for path in named if path):
+        workers = 1  # worker processes would each see their own, empty, memory://
+    if storage.is_url(output_dir):
+        output_dir = output_dir.rstrip("/")
     dataset = open_dataset(root, gtfine_zip, images_zip, options.annotations, gtcoarse_zip, extra_images_zip)
     jobs, sizes = plan(
         dataset, splits, sink_name, output_dir, options, num_shards, strict_sizes,
         keep_going=keep_going, decode_check=decode_check, sha256=sha256, max_pixels=check_max_pixels(max_pixels),
+        storage_options=storage_options,
     )
     output_folder.make_output_dir(output_dir)
     with resume.output_lock(output_dir):

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 
-from .. import __version__
+from .. import __version__, storage
 from . import resume
 from ..core.errors import CsconvError
-from ..output import write_atomically
 
 MANIFEST_NAME = "csconv-manifest.json"
 
 
 def load(output_dir: str) -> dict:
-    path = os.path.join(output_dir, MANIFEST_NAME)
+    path = storage.join(output_dir, MANIFEST_NAME)
     try:
-        with open(path, "rb") as f:
-            return json.load(f)
+        return json.loads(storage.read_bytes(path))
     except FileNotFoundError:
         raise CsconvError(f"{path}: no manifest; is {output_dir} a csconv output folder?") from None
     except ValueError as error:
@@ -32,7 +29,7 @@ def shard_entries(output_dir: str) -> dict[str, dict]:
             s["name"]: {**s, "split": split, "index": index, "skipped": []}
             for split, info in manifest["splits"].items()
             for index, s in enumerate(info["shards"])
-            if os.sep not in s["name"] and not s["name"].startswith(".")
+            if "/" not in s["name"] and "\\" not in s["name"] and not s["name"].startswith(".")
         }
         for skipped in manifest.get("skipped", ()):
             if skipped.get("shard") in entries:
@@ -67,4 +64,4 @@ def write(output_dir: str, sink_name: str, options, summary, num_shards: int) ->
         # --keep_going: frames left out of their shard (index = position in the split).
         "skipped": [skipped.__dict__ for skipped in summary.skipped],
     }
-    write_atomically(os.path.join(output_dir, MANIFEST_NAME), (json.dumps(manifest, indent=2) + "\n").encode())
+    storage.write_atomically(storage.join(output_dir, MANIFEST_NAME), (json.dumps(manifest, indent=2) + "\n").encode())

@@ -9,13 +9,11 @@ of any of these. Everything else is the user's and is never touched.
 
 from __future__ import annotations
 
-import os
-
-from .. import plugins
+from .. import plugins, storage
 from . import manifest, resume
 from ..core.errors import CsconvError
 from .manifest import MANIFEST_NAME
-from ..output import TEMP_SUFFIX, OutputError, describe_os_error, temp_name
+from ..storage.local import TEMP_SUFFIX
 from .shards import ShardJob, ShardResult
 
 
@@ -51,51 +49,32 @@ def _previous_sink(output_dir: str, names: set[str]):
         return None
 
 
-def make_output_dir(output_dir: str) -> None:
-    """Create the folder (and its parents); an OutputError naming it if that is not possible."""
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise OutputError(f"{output_dir}: --output_dir names a file, not a folder")
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"{output_dir}: cannot create the output folder ({describe_os_error(error)})") from None
-
-
-def remove_file(path: str) -> None:
-    """Remove a file if it is there; an OutputError naming it when it cannot be removed."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as error:
-        raise OutputError(f"{path}: cannot remove ({describe_os_error(error)})") from None
+make_output_dir = storage.make_output_dir
+remove_file = storage.remove
 
 
 def _unlink(output_dir: str, name: str) -> None:
-    remove_file(os.path.join(output_dir, name))
+    storage.remove(storage.join(output_dir, name))
 
 
 def prepare(
     output_dir: str, jobs: list[ShardJob], sink, overwrite: bool = False, resume_run: bool = False
 ) -> dict[str, ShardResult]:
     """Clean up after killed runs, refuse or replace earlier output; the shards --resume keeps."""
-    try:
-        names = set(os.listdir(output_dir))
-    except OSError as error:
-        raise OutputError(f"{output_dir}: cannot list the output folder ({describe_os_error(error)})") from None
+    names = set(storage.list_names(output_dir))
     previous = manifest.shard_entries(output_dir) if MANIFEST_NAME in names else {}
     sinks = [sink] + [s for s in [_previous_sink(output_dir, names)] if s is not None and type(s) is not type(sink)]
     owned = OwnedFiles(names, sinks, set(previous))
     for name in owned.temporaries:  # left by a killed run
         _unlink(output_dir, name)
+    if storage.is_url(output_dir):  # a killed run's unfinished uploads, where the store keeps them
+        storage.remove_leftovers(output_dir, _planned_names(jobs))
     if owned.files and not (overwrite or resume_run):
         raise CsconvError(
             f"{output_dir}: already holds {len(owned.files)} csconv output file(s) (e.g. {owned.files[0]}); "
             "pass --resume to finish an interrupted run or --overwrite to replace them"
         )
-    planned = {MANIFEST_NAME}
-    for job in jobs:
-        planned |= {job.shard_name, resume.record_name(job.shard_name)}
+    planned = _planned_names(jobs)
     foreign = [name for name in owned.files if name not in planned]
     if resume_run and foreign:
         raise CsconvError(
@@ -121,13 +100,18 @@ def prepare(
     return kept
 
 
-def remove_temporaries(output_dir: str, jobs: list[ShardJob]) -> None:
-    """The temporary files this run may have left (its shards', records' and manifest's)."""
-    names = [MANIFEST_NAME]
+def _planned_names(jobs: list[ShardJob]) -> set[str]:
+    """Every file the run may write: the manifest, and each shard with its completion record."""
+    planned = {MANIFEST_NAME}
     for job in jobs:
-        names += [job.shard_name, resume.record_name(job.shard_name)]
-    for name in names:
-        try:
-            os.unlink(os.path.join(output_dir, temp_name(name)))
-        except OSError:
-            pass  # already gone, or the folder itself is unusable: nothing more to clean
+        planned |= {job.shard_name, resume.record_name(job.shard_name)}
+    return planned
+
+
+def remove_temporaries(output_dir: str, jobs: list[ShardJob]) -> None:
+    """What this run's unfinished writes may have left (its shards', records' and manifest's):
+    hidden temporary files, or unfinished uploads in a bucket."""
+    try:
+        storage.remove_leftovers(output_dir, sorted(_planned_names(jobs)))
+    except storage.StorageError:
+        pass  # the store itself is unusable: nothing more to clean

@@ -22,9 +22,9 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import asdict
 
-from .. import __version__
+from .. import __version__, storage
 from ..core.errors import CsconvError
-from ..output import DIGESTS, file_digests, write_atomically
+from ..storage import DIGESTS
 
 try:
     import fcntl
@@ -90,24 +90,20 @@ def fingerprint(sink_name: str, options, split: str, index: int, num_shards: int
 def write_record(output_dir: str, entry: dict) -> None:
     """Record one committed shard (entry: name, split, index, records, bytes, digests, fingerprint, skipped)."""
     data = (json.dumps(entry, sort_keys=True) + "\n").encode()
-    write_atomically(os.path.join(output_dir, record_name(entry["name"])), data)
+    storage.write_atomically(storage.join(output_dir, record_name(entry["name"])), data)
 
 
 def read_record(output_dir: str, shard_name: str) -> dict | None:
     """The completion record of a shard, or None when there is none or it is unreadable."""
     try:
-        with open(os.path.join(output_dir, record_name(shard_name)), "rb") as f:
-            entry = json.load(f)
-    except (OSError, ValueError):
+        entry = json.loads(storage.read_bytes(storage.join(output_dir, record_name(shard_name))))
+    except (OSError, ValueError, storage.StorageError):
         return None
     return entry if isinstance(entry, dict) and entry.get("name") == shard_name else None
 
 
 def remove_record(output_dir: str, shard_name: str) -> None:
-    try:
-        os.unlink(os.path.join(output_dir, record_name(shard_name)))
-    except FileNotFoundError:
-        pass
+    storage.remove(storage.join(output_dir, record_name(shard_name)))
 
 
 def proves_complete(output_dir: str, entry: dict | None, expected_fingerprint: str) -> bool:
@@ -116,13 +112,13 @@ def proves_complete(output_dir: str, entry: dict | None, expected_fingerprint: s
         # A shard that skipped bad frames (--keep_going) is always redone: the input may
         # have been fixed since.
         return False
-    path = os.path.join(output_dir, entry["name"])
     try:
-        if not os.path.isfile(path) or os.path.getsize(path) != entry["bytes"]:
+        path = storage.join(output_dir, entry["name"])
+        if storage.file_size(path) != entry["bytes"]:
             return False
         recorded = {name: entry[name] for name in DIGESTS if name in entry}
-        return bool(recorded) and file_digests(path, recorded) == recorded
-    except (OSError, KeyError, TypeError):
+        return bool(recorded) and storage.file_digests(path, recorded) == recorded
+    except (OSError, KeyError, TypeError, storage.StorageError):
         return False
 
 
@@ -149,6 +145,10 @@ def output_lock(output_dir: str):
     Windows: msvcrt.locking on LOCK_NAME in the folder. Elsewhere: LOCK_NAME, created
     exclusively and holding the process id.
     """
+    if storage.is_url(output_dir):
+        # Object stores have no locks; a second run into the same prefix is not detected.
+        yield
+        return
     if fcntl is not None:
         with _flock(output_dir):
             yield

@@ -5,15 +5,15 @@ Runs in worker processes: everything here must pickle and stand alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .. import plugins
+from .. import plugins, storage
 from . import resume
 from ..core.errors import CsconvError, InputError
 from ..core.png import DEFAULT_MAX_PIXELS, set_max_pixels
 from ..core.records import ConvertOptions, Frame
 from ..core.samples import Annotation, build_sample
-from ..output import DIGESTS, AdoptedShardFile, OutputError, ShardFile
+from ..storage import DIGESTS, OutputError
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class ShardJob:
     decode_check: bool = False
     sha256: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS  # the most pixels a PNG header may claim (png.set_max_pixels)
+    storage_options: dict = field(default_factory=dict, hash=False)  # for URLs, as --storage_options
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,9 @@ def open_shard(sink, directory: str, name: str, sha256: bool = False):
     writes a ShardFile stream.
     """
     if sink.writes_path:
-        shard = AdoptedShardFile(directory, name, sha256=sha256)
+        shard = storage.open_adopted_shard(directory, name, sha256=sha256)
     else:
-        shard = ShardFile(directory, name, sha256=sha256)
+        shard = storage.open_shard_file(directory, name, sha256=sha256)
     try:
         writer = sink.open_path_writer(shard.temp_path) if sink.writes_path else sink.open_writer(shard)
     except BaseException:
@@ -101,6 +102,7 @@ def write_shard(job: ShardJob, report=None) -> ShardResult:
     """Convert and write one shard. Runs in a worker process; `report(n)` counts frames."""
     # Set here, in the process that decodes: a spawned worker does not inherit the parent's.
     previous_max_pixels = set_max_pixels(job.max_pixels)
+    storage.configure(job.storage_options)
     try:
         return _write_shard(job, report)
     finally:

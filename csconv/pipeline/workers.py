@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 
-from .. import plugins
+from .. import plugins, storage
 from .allocator import keep_frame_buffers
 from ..core.errors import CsconvError
 from .progress import Progress
@@ -229,7 +229,7 @@ def _worker_died(jobs: list[ShardJob], processes: dict, writing: dict[int, int],
         if number is not None and (jobs[number].split, jobs[number].index) not in finished:
             job = jobs[number]
             return WorkerDied(
-                f"{os.path.join(job.output_dir, job.shard_name)}: the worker process writing this shard died "
+                f"{storage.join(job.output_dir, job.shard_name)}: the worker process writing this shard died "
                 f"({how_it_ended(code)}); its temporary file is removed"
             )
     how = "; ".join(how_it_ended(code) for code in culprits.values()) or "cause unknown"

@@ -8,7 +8,7 @@ from ..core.panoptic_gt import JsonEntries
 from ..core.png import set_max_pixels
 from ..core.prework import panoptic_files, polygon_files
 from ..core.sources import read_file
-from ..output import write_file_unsynced
+from ..storage.local import write_file_unsynced
 from .plan import FrameTask
 from .records import file_entry
 

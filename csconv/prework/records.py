@@ -24,7 +24,7 @@ from crc32c import crc32c
 
 from .. import __version__
 from ..core.panoptic_gt import JsonEntries
-from ..output import OutputError, describe_os_error, file_digests, write_atomically
+from ..storage.local import OutputError, describe_os_error, file_digests, write_atomically
 from ..pipeline.output_folder import remove_file
 
 MANIFEST_NAME = "csconv-prework-manifest.json"

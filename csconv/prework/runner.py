@@ -19,7 +19,7 @@ from ..core.panoptic_gt import json_document
 from ..core.png import DEFAULT_MAX_PIXELS, check_max_pixels
 from ..core.prework import DEFAULT_KINDS, Kind
 from ..core.sources import FINE, annotation_set, open_gtfine
-from ..output import sync_file_system, temp_name, write_file_unsynced
+from ..storage.local import sync_file_system, temp_name, write_file_unsynced
 from ..pipeline.output_folder import make_output_dir, remove_file
 from ..pipeline.progress import Progress
 from ..pipeline.resume import output_lock

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from ..core.errors import InputError
 from ..core.records import Sample
 from ..hookspecs import hookimpl
-from ..output import path_writer_error
+from ..storage.local import path_writer_error
 from .base import RandomAccessShard, ShardWriter, split_of_shard, unreadable_record
 from .tfrecord import ExampleShardsSink, example_parts, parse_record
 

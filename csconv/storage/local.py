@@ -15,8 +15,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from crc32c import crc32c
 
-from .core.errors import CsconvError
-from .crc import crc32c_combine
+from ..core.errors import CsconvError
+from ..crc import crc32c_combine
 
 try:
     import fcntl

@@ -1,0 +1,202 @@
+"""Where csconv reads and writes: the only place a path or a URL is opened.
+
+Files are named by strings: a local path, or a URL any fsspec filesystem serves
+(`gs://`, `s3://`, `memory://`, ...). Local paths stay native (local.py: O_DIRECT shard
+writes, a hidden temporary renamed into place); URLs go through fsspec (remote.py:
+uploads published only at commit); zip members are read in place (zipfs.py), from
+either. Each function here picks the right one, so the modules above never ask which.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tempfile
+from contextlib import contextmanager
+
+from . import local, remote
+from .local import DIGESTS, OutputError, describe_os_error
+from .remote import StorageError, configure, current_options, is_url
+
+__all__ = [
+    "DIGESTS", "OutputError", "StorageError", "configure", "current_options", "is_url", "join", "basename",
+    "list_names", "is_dir", "is_file", "file_size", "read_bytes", "remove", "make_output_dir",
+    "write_atomically", "file_digests", "open_shard_file", "open_adopted_shard", "local_copy",
+]
+
+
+def in_this_process_only(path: str) -> bool:
+    """memory:// lives in the process that writes it: no worker processes may share it."""
+    return is_url(path) and remote.protocol_of(path) == "memory"
+
+
+def join(base: str, *names: str) -> str:
+    return remote.join(base, *names) if is_url(base) else os.path.join(base, *names)
+
+
+def basename(path: str) -> str:
+    return posixpath.basename(path.rstrip("/")) if is_url(path) else os.path.basename(path)
+
+
+def list_names(directory: str) -> list[str]:
+    """The names in a folder (or under a bucket prefix); an OutputError when it cannot be listed."""
+    if is_url(directory):
+        return remote.list_names(directory)
+    try:
+        return sorted(os.listdir(directory))
+    except OSError as error:
+        raise OutputError(f"{directory}: cannot list the folder ({describe_os_error(error)})") from None
+
+
+def is_dir(path: str) -> bool:
+    return remote.is_dir(path) if is_url(path) else os.path.isdir(path)
+
+
+def is_file(path: str) -> bool:
+    return remote.info(path) is not None if is_url(path) else os.path.isfile(path)
+
+
+def file_size(path: str) -> int | None:
+    """The size of a file or object, None when there is none."""
+    if is_url(path):
+        found = remote.info(path)
+        return None if found is None else int(found["size"])
+    try:
+        return os.path.getsize(path) if os.path.isfile(path) else None
+    except OSError:
+        return None
+
+
+def read_bytes(path: str) -> bytes:
+    """A whole small file (manifest, completion record); FileNotFoundError when absent."""
+    if is_url(path):
+        if remote.info(path) is None:
+            raise FileNotFoundError(path)
+        return remote.read_bytes(path)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def remove(path: str) -> None:
+    """Remove a file or object if it is there; an OutputError naming it when it cannot be."""
+    if is_url(path):
+        remote.remove(path)
+        return
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        raise OutputError(f"{path}: cannot remove ({describe_os_error(error)})") from None
+
+
+def make_output_dir(directory: str) -> None:
+    """Create the folder (and its parents); for a bucket, check it exists and is usable."""
+    if is_url(directory):
+        remote.check_bucket(directory)
+        return
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise OutputError(f"{directory}: --output_dir names a file, not a folder")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{directory}: cannot create the output folder ({describe_os_error(error)})") from None
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """A small file that appears whole or not at all."""
+    (remote.write_atomically if is_url(path) else local.write_atomically)(path, data)
+
+
+def file_digests(path: str, names, known: dict | None = None) -> dict[str, str]:
+    """The named checksums of a file or object; for an object, the store's own CRC32C
+    when it keeps one (`known`: its metadata, if already fetched)."""
+    if not is_url(path):
+        return local.file_digests(path, names)
+    if tuple(names) == ("crc32c",):
+        return {"crc32c": remote.crc32c_of(path, known)}
+    return remote.digests_by_reading(path, names)
+
+
+def open_shard_file(directory: str, name: str, sha256: bool = False):
+    """A stream for one shard that appears under `name` only at commit()."""
+    if is_url(directory):
+        return remote.RemoteShardFile(directory, name, sha256=sha256)
+    return local.ShardFile(directory, name, sha256=sha256)
+
+
+def open_adopted_shard(directory: str, name: str, sha256: bool = False):
+    """A temporary path for a library that writes a shard itself (Sink.writes_path)."""
+    if is_url(directory):
+        return StagedUpload(directory, name, sha256=sha256)
+    return local.AdoptedShardFile(directory, name, sha256=sha256)
+
+
+def temporary_names(names) -> list[str]:
+    """The names a run's interrupted writes may have left, to clean up: local hidden
+    temporaries; in a bucket there are none (an unfinished upload is no object)."""
+    return [local.temp_name(name) for name in names]
+
+
+def remove_leftovers(directory: str, names) -> None:
+    """What a killed run left for `names`: temporary files, or unfinished S3 uploads."""
+    if is_url(directory):
+        remote.abort_stale_uploads(directory, names)
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(directory, local.temp_name(name)))
+        except OSError:
+            pass  # already gone, or the folder itself is unusable: nothing more to clean
+
+
+class StagedUpload:
+    """AdoptedShardFile's surface for a bucket: the library writes a local temporary
+    file, which commit() uploads (published only when complete) and removes."""
+
+    def __init__(self, directory: str, name: str, sha256: bool = False):
+        self.final_path = remote.join(directory, name)
+        self.size = 0
+        self.closed = False
+        self._sha256 = sha256
+        self._digests: dict[str, str] = {}
+        fd, self.temp_path = tempfile.mkstemp(prefix=f".{name}.", suffix=local.TEMP_SUFFIX)
+        os.close(fd)
+
+    @property
+    def digests(self) -> dict[str, str]:
+        return dict(self._digests)
+
+    def commit(self) -> None:
+        try:
+            uploaded = remote.upload_file(self.temp_path, self.final_path, sha256=self._sha256)
+        finally:
+            self.abort()
+        self.size, self._digests = uploaded.size, uploaded.digests
+
+    def abort(self) -> None:
+        self.closed = True
+        try:
+            os.unlink(self.temp_path)
+        except FileNotFoundError:
+            pass
+
+
+@contextmanager
+def local_copy(path: str):
+    """A local path holding the file: itself, or for an object a temporary download
+    (readers such as ArrayRecord's take only local paths)."""
+    if not is_url(path):
+        yield path
+        return
+    fd, temp_path = tempfile.mkstemp(prefix="csconv-", suffix="-" + basename(path))
+    try:
+        os.close(fd)
+        remote.download(path, temp_path)
+        yield temp_path
+    finally:
+        try:
+            os.unlink(temp_path)
+        except FileNotFoundError:
+            pass
+

