@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import overload
 
+from . import storage
 from .core.errors import CsconvError
 from .core.records import Sample
 from .sinks.base import RandomAccessShard, Sink
@@ -82,7 +83,8 @@ class OutputSplit(Sequence[Sample]):
             with self._lock:  # Grain's prefetch threads may ask for the same shard at once
                 opened = self._open.get(number)
                 if opened is None:
-                    opened = self._open[number] = self.sink.open_random_access(self._shards[number][0])
+                    local_path = storage.cached_copy(self._shards[number][0])  # an object: downloaded once
+                    opened = self._open[number] = self.sink.open_random_access(local_path)
                     if len(opened) != self._shards[number][1]:
                         raise CsconvError(
                             f"{self._shards[number][0]}: holds {len(opened)} records, "
@@ -111,17 +113,19 @@ def read(output_dir: str | os.PathLike, split: str) -> OutputSplit:
     from .inspection.verify import open_output  # the same reading of a folder as verify and --against
 
     output_dir = os.fspath(output_dir)
+    if storage.is_url(output_dir):
+        output_dir = output_dir.rstrip("/")
     output = open_output(output_dir)
     if split not in output.splits:
         raise CsconvError(f"{output_dir}: no split {split!r}; it holds {', '.join(output.splits) or 'no split'}")
     shards = []
     for entry in output.splits[split]:
-        path = os.path.join(output_dir, entry["name"])
+        path = storage.join(output_dir, entry["name"])
         count = entry.get("records")
         if count is None:  # DeepLab2's own folder: no manifest to count the records
-            if not os.path.isfile(path):
+            if not storage.is_file(path):
                 raise CsconvError(f"{path}: missing")
-            opened = output.sink.open_random_access(path)
+            opened = output.sink.open_random_access(storage.cached_copy(path))
             count = len(opened)
             opened.close()
         shards.append((path, count))

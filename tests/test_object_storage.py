@@ -306,3 +306,30 @@ def test_missing_library_names_the_extra(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True)
     assert done.returncode == 2
     assert "pip install 'csconv[gcs]'" in done.stderr and "gs://bucket/cityscapes" in done.stderr
+
+
+def test_read_preview_and_stats_from_a_bucket(s3, synthetic, tmp_path):
+    import csconv as api
+
+    fs = s3fs_client()
+    out = new_bucket(fs, "s3") + "/out"
+    local = tmp_path / "local"
+    args = ["--cityscapes_root", str(synthetic("tiny").raw), "--workers", "1", "--quiet"]
+    csconv(*args, "--output_dir", str(local))
+    csconv(*args, "--output_dir", out)
+    from_bucket, from_disk = api.read(out, "train"), api.read(local, "train")
+    assert len(from_bucket) == len(from_disk) == synthetic("tiny").sizes["train"]
+    for a, b in zip(from_bucket, from_disk):
+        assert (a.filename, a.image) == (b.filename, b.image)
+        assert (a.label_array() == b.label_array()).all()
+    assert csconv("stats", out).stdout == csconv("stats", str(local)).stdout
+    csconv("preview", out, "--split", "train", "-o", str(tmp_path / "bucket.png"))
+    csconv("preview", str(local), "--split", "train", "-o", str(tmp_path / "disk.png"))
+    assert (tmp_path / "bucket.png").read_bytes() == (tmp_path / "disk.png").read_bytes()
+
+
+def test_prework_refuses_urls_in_one_line(tmp_path):
+    done = csconv("prework", "--cityscapes_root", "s3://bucket/cityscapes", "--output_root", str(tmp_path), check=False)
+    assert done.returncode == 2
+    [line] = error_lines(done.stderr)
+    assert "s3://bucket/cityscapes: the prework reads and writes local folders only" in line

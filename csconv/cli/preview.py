@@ -6,7 +6,9 @@ import argparse
 import sys
 
 from ..inspection.preview import preview
+from .. import storage
 from . import registry
+from .flags import storage_options_flag
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -23,10 +25,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, metavar="PNG", help="picture to write")
     parser.add_argument("--layout", choices=("side", "stacked"), default="side",
                         help="image and label side by side (default) or stacked")
+    storage_options_flag(parser)
     return parser
 
 
 def run(args) -> int:
+    storage.configure(args.storage_options)
     sample, picture = preview(args.output_dir, args.split, args.index, args.output, args.layout)
     print(f"csconv: wrote {args.output} ({picture.width}x{picture.height}) for {args.split} record "
           f"{args.index} ({sample.filename})", file=sys.stderr)

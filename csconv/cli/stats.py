@@ -7,7 +7,9 @@ import sys
 
 from ..core.discover import parse_splits
 from ..inspection.stats import compute_stats, format_table, plot
+from .. import storage
 from . import registry
+from .flags import storage_options_flag
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -21,10 +23,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("output_dir", metavar="OUT", help="a csconv output folder (with csconv-manifest.json)")
     parser.add_argument("--splits", default=None, help="comma-separated splits (default: all in the manifest)")
     parser.add_argument("--plot", metavar="PNG", default=None, help="also write a bar chart of the pixel shares here")
+    storage_options_flag(parser)
     return parser
 
 
 def run(args) -> int:
+    storage.configure(args.storage_options)
     splits = parse_splits(args.splits)
     all_stats = compute_stats(args.output_dir, splits)
     print(format_table(all_stats))

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 
+from .. import storage
 from ..core.errors import CsconvError, InputError
 from ..core.labels import BY_TRAIN_ID, IGNORE_LABEL, train_id_palette
 from ..core.records import Sample
@@ -45,7 +46,8 @@ def iter_split(output_dir: str, split: str, manifest: dict | None = None):
     sink = get_sink(manifest["sink"])
     for shard in split_info(manifest, split, output_dir)["shards"]:
         if shard.get("records", 1):
-            yield from sink.read_shard(os.path.join(output_dir, shard["name"]))
+            with storage.local_copy(storage.join(output_dir, shard["name"])) as path:
+                yield from sink.read_shard(path)
 
 
 def read_sample(output_dir: str, split: str, index: int, manifest: dict | None = None) -> Sample:
@@ -58,10 +60,11 @@ def read_sample(output_dir: str, split: str, index: int, manifest: dict | None =
     offset = index
     for shard in info["shards"]:
         if offset < shard["records"]:
-            path = os.path.join(output_dir, shard["name"])
-            for i, sample in enumerate(get_sink(manifest["sink"]).read_shard(path)):
-                if i == offset:
-                    return sample
+            path = storage.join(output_dir, shard["name"])
+            with storage.local_copy(path) as local_path:
+                for i, sample in enumerate(get_sink(manifest["sink"]).read_shard(local_path)):
+                    if i == offset:
+                        return sample
             raise InputError(path, f"holds fewer than the {shard['records']} records the manifest says")
         offset -= shard["records"]
     raise AssertionError("unreachable")

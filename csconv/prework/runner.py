@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
+from .. import storage
 from ..pipeline import workers as worker_pool
 from ..core.errors import CsconvError
 from ..core.panoptic_gt import json_document
@@ -66,6 +67,11 @@ def prework(
         raise CsconvError("--overwrite and --resume exclude each other")
     if workers < 1:
         raise CsconvError("--workers must be at least 1")
+    for where in (cityscapes_root, output_root):
+        if where is not None and storage.is_url(where):
+            # Its resume journal is appended to, which objects cannot be; not built yet.
+            raise CsconvError(f"{where}: the prework reads and writes local folders only, not URLs (yet); "
+                              "copy the annotations locally, or convert straight from the bucket with `csconv`")
     annotations = tuple(dict.fromkeys(annotation_set(name) for name in annotations))
     if not annotations:
         raise CsconvError("--annotations names no annotations")

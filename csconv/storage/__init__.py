@@ -9,8 +9,10 @@ either. Each function here picks the right one, so the modules above never ask w
 
 from __future__ import annotations
 
+import atexit
 import os
 import posixpath
+import shutil
 import tempfile
 from contextlib import contextmanager
 
@@ -180,6 +182,24 @@ class StagedUpload:
             os.unlink(self.temp_path)
         except FileNotFoundError:
             pass
+
+
+_cache: dict[tuple[int, str], str] = {}
+
+
+def cached_copy(path: str) -> str:
+    """A local path holding the file for as long as this process lives: itself, or for an
+    object one download, kept for random access (csconv.read) and removed at exit."""
+    if not is_url(path):
+        return path
+    key = (os.getpid(), path)
+    if key not in _cache:
+        folder = tempfile.mkdtemp(prefix="csconv-read-")
+        atexit.register(shutil.rmtree, folder, True)
+        local_path = os.path.join(folder, basename(path))
+        remote.download(path, local_path)
+        _cache[key] = local_path
+    return _cache[key]
 
 
 @contextmanager

@@ -1,0 +1,119 @@
+"""Conversion into an S3 bucket against its floors, measured in one run.
+
+For 2048x1024 frames (synthetic, and copies of the real ones), panoptic task, 2 workers:
+- local: csconv into a folder on the local disk;
+- upload alone: the same output bytes uploaded by s3fs (`put` of that folder), the floor
+  for the upload;
+- csconv to S3: the conversion straight into s3:// (uploads overlap conversion).
+The target (issue 12): csconv to S3 at most 1.25x the larger of the other two. The S3
+server is moto's, on 127.0.0.1, started here (tests/object_stores.py) and sharing the
+machine's cores with the run, as it does with the upload floor.
+
+    python bench/object_storage.py [--frames 64] [--real-frames 64] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "tests")]
+
+import run as bench  # noqa: E402  (bench/run.py: the cached data sets and the timed runner)
+from object_stores import start_s3  # noqa: E402
+
+TARGET = 1.25
+
+
+def timed_csconv(root: str, output: str, env: dict, log: str) -> tuple[float, int]:
+    argv = bench.csconv_argv(root, output, panoptic=True, workers=2)
+    wall, _, peak, _ = bench.run_timed(argv, log, env=env)
+    return wall, peak
+
+
+def measure(label: str, root: str, scratch: str, server, repeat: int) -> dict:
+    import fsspec
+
+    env = {**os.environ, **server.env}
+    os.environ.update(server.env)
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    local_runs, upload_runs, s3_runs, peaks = [], [], [], []
+    local_out = os.path.join(scratch, "local-out")
+    for attempt in range(repeat):
+        shutil.rmtree(local_out, ignore_errors=True)
+        bench.warm_page_cache(root)
+        wall, _ = timed_csconv(root, local_out, env, os.path.join(scratch, f"local-{attempt}"))
+        local_runs.append(wall)
+
+        bucket = f"bench-{label}-{attempt}-{os.getpid()}"
+        fs.mkdir(bucket)
+        started = time.perf_counter()
+        fs.put(local_out + "/", f"{bucket}/upload/", recursive=True)
+        upload_runs.append(time.perf_counter() - started)
+
+        bench.warm_page_cache(root)
+        wall, peak = timed_csconv(root, f"s3://{bucket}/csconv", env, os.path.join(scratch, f"s3-{attempt}"))
+        s3_runs.append(wall)
+        peaks.append(peak)
+        fs.invalidate_cache()
+        uploaded = {p.rsplit("/", 1)[1]: fs.info(p)["size"] for p in fs.find(f"{bucket}/csconv")}
+        local = {name: os.path.getsize(os.path.join(local_out, name)) for name in os.listdir(local_out)}
+        if uploaded != local:
+            raise SystemExit(f"bench: the bucket's output differs from the local run's ({label})")
+        fs.rm(bucket, recursive=True)
+    output_bytes = bench.folder_bytes(local_out)
+    local, upload, s3 = (statistics.median(runs) for runs in (local_runs, upload_runs, s3_runs))
+    return {
+        "label": label, "frames": len([1 for _ in _frames(root)]), "bytes": output_bytes,
+        "local": local, "upload": upload, "s3": s3, "peak": max(peaks),
+        "ratio": s3 / max(local, upload),
+    }
+
+
+def _frames(root: str):
+    for dirpath, _, names in os.walk(os.path.join(root, "leftImg8bit")):
+        yield from (name for name in names if name.endswith("_leftImg8bit.png"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=64, help="synthetic 2048x1024 frames")
+    parser.add_argument("--real-frames", type=int, default=64, help="copies of the real frames")
+    parser.add_argument("--real-source", default=bench.REAL_SOURCE)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cache", default=os.path.join(HERE, ".cache"))
+    parser.add_argument("--scratch", default=None, help="folder for the local output (default: a temporary one)")
+    args = parser.parse_args()
+
+    synthetic_root = os.path.join(args.cache, f"2048x1024-{args.frames}-seed{bench.SEED}")
+    bench.ensure_cache(synthetic_root, bench.split_sizes(args.frames), 2048, 1024)
+    real_root = os.path.join(args.cache, f"real-{args.real_frames}")
+    bench.ensure_real_cache(real_root, args.real_source, bench.real_split_sizes(args.real_frames))
+
+    server = start_s3()
+    results = []
+    try:
+        with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
+            for label, root in (("synthetic", synthetic_root), ("real", real_root)):
+                results.append(measure(label, root, scratch, server, args.repeat))
+    finally:
+        server.stop()
+
+    print(f"\nmedian of {args.repeat}, panoptic, 2 workers, moto S3 server on 127.0.0.1 ({os.cpu_count()} cores shared)")
+    print("| frames | output | local conversion | s3fs upload alone | csconv to s3:// | ratio to the larger | peak RSS | target |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        verdict = "met" if r["ratio"] <= TARGET else "MISSED"
+        print(f"| {r['frames']} {r['label']} | {r['bytes'] / bench.MIB:,.0f} MiB | {r['local']:.1f} s | "
+              f"{r['upload']:.1f} s | {r['s3']:.1f} s | {r['ratio']:.2f}x | {r['peak'] / bench.MIB:,.0f} MiB | "
+              f"<= {TARGET}x {verdict} |")
+
+
+if __name__ == "__main__":
+    main()
