@@ -152,22 +152,18 @@ def remove_leftovers(directory: str, names) -> None:
             pass  # already gone, or the folder itself is unusable: nothing more to clean
 
 
-class StagedUpload:
-    """AdoptedShardFile's surface for a bucket: the library writes a local temporary
-    file, which commit() uploads (published only when complete) and removes."""
+class StagedUpload(local.AdoptedShardFile):
+    """AdoptedShardFile for a bucket: the library writes a local temporary file, which
+    commit() uploads (published only when complete) and removes."""
 
     def __init__(self, directory: str, name: str, sha256: bool = False):
+        super().__init__(directory, name, sha256)
         self.final_path = remote.join(directory, name)
-        self.size = 0
-        self.closed = False
-        self._sha256 = sha256
-        self._digests: dict[str, str] = {}
-        fd, self.temp_path = tempfile.mkstemp(prefix=f".{name}.", suffix=local.TEMP_SUFFIX)
-        os.close(fd)
 
-    @property
-    def digests(self) -> dict[str, str]:
-        return dict(self._digests)
+    def _make_temporary(self, directory: str, name: str) -> str:
+        fd, path = tempfile.mkstemp(prefix=f".{name}.", suffix=local.TEMP_SUFFIX)
+        os.close(fd)
+        return path
 
     def commit(self) -> None:
         try:
@@ -175,13 +171,6 @@ class StagedUpload:
         finally:
             self.abort()
         self.size, self._digests = uploaded.size, uploaded.digests
-
-    def abort(self) -> None:
-        self.closed = True
-        try:
-            os.unlink(self.temp_path)
-        except FileNotFoundError:
-            pass
 
 
 _cache: dict[tuple[int, str], str] = {}

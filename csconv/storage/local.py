@@ -13,10 +13,8 @@ import sys
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from crc32c import crc32c
-
 from ..core.errors import CsconvError
-from ..crc import crc32c_combine
+from .stream import ShardStream, digests_of, write_whole
 
 try:
     import fcntl
@@ -94,7 +92,7 @@ def describe_os_error(error: OSError) -> str:
     return reason
 
 
-class ShardFile:
+class ShardFile(ShardStream):
     """A binary stream written to a hidden temporary file, renamed into place by commit().
 
     Bytes are staged in page-aligned blocks and written with O_DIRECT where the file
@@ -121,38 +119,7 @@ class ShardFile:
         self._block: mmap.mmap | None = None
         self._fill = 0
 
-    # -- the file-object surface sink writers use ---------------------------------------
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        pass
-
-    def write(self, data) -> int:
-        view = memoryview(data).cast("B")
-        self._crc32c = crc32c(view, self._crc32c)
-        self._stage(view)
-        return view.nbytes
-
-    def writelines(self, parts) -> None:
-        for part in parts:
-            self.write(part)
-
-    def writelines_with_crc32c(self, parts, crc: int) -> None:
-        """writelines() for a caller that already has the CRC32C of the parts end to end."""
-        length = 0
-        for part in parts:
-            view = memoryview(part).cast("B")
-            self._stage(view)
-            length += view.nbytes
-        self._crc32c = crc32c_combine(self._crc32c, crc, length)
-
+    # -- the bytes a sink writes (ShardStream gives it the file-object surface) ---------
     def _stage(self, view: memoryview) -> None:
         while view.nbytes:
             if self._block is None:
@@ -306,8 +273,6 @@ class ShardFile:
         except FileNotFoundError:
             pass
 
-    def close(self) -> None:
-        """Writers may close their stream; the shard stays uncommitted until commit()."""
 
 
 def _pwrite(fd: int, data: memoryview, offset: int) -> int:
@@ -358,16 +323,8 @@ DIGESTS = ("crc32c", "sha256")
 
 def file_digests(path: str, names) -> dict[str, str]:
     """The named checksums ("crc32c", "sha256") of a file on disk, read once."""
-    crc, sha256 = 0, hashlib.sha256() if "sha256" in names else None
     with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            crc = crc32c(chunk, crc)
-            if sha256 is not None:
-                sha256.update(chunk)
-    found = {"crc32c": f"{crc:08x}"}
-    if sha256 is not None:
-        found["sha256"] = sha256.hexdigest()
-    return {name: found[name] for name in names}
+        return digests_of(iter(lambda: f.read(8 << 20), b""), names)
 
 
 def publish(temp_path: str, final_path: str) -> None:
@@ -393,13 +350,7 @@ def sync_directory(directory: str) -> None:
 
 def write_atomically(path: str, data: bytes) -> None:
     directory, name = os.path.split(path)
-    shard = ShardFile(directory or ".", name, direct=False)  # small files: the page cache is fine
-    try:
-        shard.write(data)
-        shard.commit()
-    except BaseException:
-        shard.abort()
-        raise
+    write_whole(ShardFile(directory or ".", name, direct=False), [data])  # small files: the page cache is fine
 
 
 def write_file_unsynced(path: str, data) -> None:
@@ -483,13 +434,17 @@ class AdoptedShardFile:
     def __init__(self, directory: str, name: str, sha256: bool = False):
         self.directory = directory
         self.final_path = os.path.join(directory, name)
-        self.temp_path = os.path.join(directory, temp_name(name))
+        self.temp_path = self._make_temporary(directory, name)
         self.size = 0
         self.closed = False
         self._sha256 = sha256
         self._digests: dict[str, str] = {}
-        fd, _ = _create_temporary(self.temp_path, direct=False)
+
+    def _make_temporary(self, directory: str, name: str) -> str:
+        path = os.path.join(directory, temp_name(name))
+        fd, _ = _create_temporary(path, direct=False)
         os.close(fd)
+        return path
 
     @property
     def digests(self) -> dict[str, str]:

@@ -17,11 +17,9 @@ import posixpath
 import re
 import time
 
-from crc32c import crc32c
-
 from ..core.errors import CsconvError
 from .local import OutputError
-from ..crc import crc32c_combine
+from .stream import ShardStream, digests_of, write_whole
 
 # Which extra brings the library a protocol needs.
 EXTRAS = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3"}
@@ -247,16 +245,8 @@ def digests_by_reading(url: str, names) -> dict[str, str]:
     fs, path = filesystem(url)
 
     def read():
-        crc, sha256 = 0, hashlib.sha256() if "sha256" in names else None
         with fs.open(path, "rb", block_size=ARCHIVE_BLOCK) as f:
-            while chunk := f.read(ARCHIVE_BLOCK):
-                crc = crc32c(chunk, crc)
-                if sha256 is not None:
-                    sha256.update(chunk)
-        found = {"crc32c": f"{crc:08x}"}
-        if sha256 is not None:
-            found["sha256"] = sha256.hexdigest()
-        return {name: found[name] for name in names}
+            return digests_of(iter(lambda: f.read(ARCHIVE_BLOCK), b""), names)
 
     return retrying(url, "read", read)
 
@@ -287,7 +277,7 @@ def abort_stale_uploads(directory_url: str, names) -> int:
     return aborted
 
 
-class RemoteShardFile:
+class RemoteShardFile(ShardStream):
     """ShardFile's surface over an object upload: nothing is visible under the final
     name until commit(); abort() discards the upload."""
 
@@ -303,41 +293,7 @@ class RemoteShardFile:
             self.final_path, "start an upload", lambda: fs.open(path, "wb", autocommit=False, block_size=UPLOAD_BLOCK)
         )
 
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        """Writers may close their stream; the object stays unpublished until commit()."""
-
-    def write(self, data) -> int:
-        view = memoryview(data).cast("B")
-        self._upload(view)
-        self._crc32c = crc32c(view, self._crc32c)
-        return view.nbytes
-
-    def writelines(self, parts) -> None:
-        for part in parts:
-            self.write(part)
-
-    def writelines_with_crc32c(self, parts, crc: int) -> None:
-        """As writelines, when the caller already knows the CRC32C of the parts together."""
-        length = 0
-        for part in parts:
-            view = memoryview(part).cast("B")
-            self._upload(view)
-            length += view.nbytes
-        self._crc32c = crc32c_combine(self._crc32c, crc, length)
-
-    def _upload(self, view: memoryview) -> None:
+    def _stage(self, view: memoryview) -> None:  # uploads a part each UPLOAD_BLOCK bytes
         try:
             self._file.write(view)
         except Exception as error:  # noqa: BLE001
@@ -377,23 +333,11 @@ def upload_file(local_path: str, url: str, sha256: bool = False) -> RemoteShardF
     committed shard (size, digests)."""
     directory, name = url.rsplit("/", 1)
     shard = RemoteShardFile(directory, name, sha256=sha256)
-    try:
-        with open(local_path, "rb") as f:
-            while chunk := f.read(UPLOAD_BLOCK):
-                shard.write(chunk)
-        shard.commit()
-    except BaseException:
-        shard.abort()
-        raise
+    with open(local_path, "rb") as f:
+        write_whole(shard, iter(lambda: f.read(UPLOAD_BLOCK), b""))
     return shard
 
 
 def write_atomically(url: str, data: bytes) -> None:
     directory, name = url.rsplit("/", 1)
-    shard = RemoteShardFile(directory, name)
-    try:
-        shard.write(data)
-        shard.commit()
-    except BaseException:
-        shard.abort()
-        raise
+    write_whole(RemoteShardFile(directory, name), [data])
