@@ -231,12 +231,13 @@ def section_text(args, sets: list[tuple], started: str, load_at_start: str) -> s
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: str, text: str) -> None:
-    """Replace the section an earlier run left in the file, or append it."""
+def write_section(path: str, text: str, start: str = SECTION_START, end: str = SECTION_END) -> None:
+    """Replace the section (between the markers `start` and `end`) an earlier run left in
+    the file, or append it."""
     existing = open(path).read() if os.path.exists(path) else ""
-    if SECTION_START in existing and SECTION_END in existing:
-        before, rest = existing.split(SECTION_START, 1)
-        after = rest.split(SECTION_END, 1)[1].lstrip("\n")
+    if start in existing and end in existing:
+        before, rest = existing.split(start, 1)
+        after = rest.split(end, 1)[1].lstrip("\n")
         existing = before + text + ("\n" + after if after else "")
     else:
         existing = existing.rstrip("\n") + ("\n\n" if existing else "") + text

@@ -123,7 +123,7 @@ def file_digests(path: str, names, known: dict | None = None) -> dict[str, str]:
 def open_shard_file(directory: str, name: str, sha256: bool = False):
     """A stream for one shard that appears under `name` only at commit()."""
     if is_url(directory):
-        return remote.RemoteShardFile(directory, name, sha256=sha256)
+        return StagedShard(directory, name, sha256=sha256)
     return local.ShardFile(directory, name, sha256=sha256)
 
 
@@ -152,6 +152,47 @@ def remove_leftovers(directory: str, names) -> None:
             pass  # already gone, or the folder itself is unusable: nothing more to clean
 
 
+class StagedShard:
+    """A shard for a bucket, written to a local temporary folder first (ShardFile: the
+    same blocks and running checksums as on disk) and uploaded whole by commit().
+
+    Whole-file uploads are the client libraries' fastest path: against the test S3
+    server, s3fs uploaded the 30 shards of 64 frames (523 MiB), two at a time, in 7.0 s
+    with put_file and in 12 s as streamed writes. A worker's upload overlaps the other
+    workers' conversion; each worker stages one shard at a time on local disk.
+    """
+
+    def __init__(self, directory: str, name: str, sha256: bool = False):
+        self.final_path = remote.join(directory, name)
+        self._folder = tempfile.mkdtemp(prefix="csconv-upload-")
+        try:
+            self._local = local.ShardFile(self._folder, name, sha256=sha256)
+        except BaseException:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            raise
+        self.temp_path = self._local.temp_path
+
+    def __getattr__(self, name: str):
+        # The stream surface a sink writes through (write, writelines, tell, ...),
+        # and size and digests, are the local file's.
+        if name == "_local":
+            raise AttributeError(name)
+        return getattr(self._local, name)
+
+    def commit(self) -> None:
+        try:
+            self._local.commit()
+            remote.upload_file(self._local.final_path, self.final_path)
+        finally:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+    def abort(self) -> None:
+        try:
+            self._local.abort()
+        finally:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+
 class StagedUpload(local.AdoptedShardFile):
     """AdoptedShardFile for a bucket: the library writes a local temporary file, which
     commit() uploads (published only when complete) and removes."""
@@ -167,10 +208,11 @@ class StagedUpload(local.AdoptedShardFile):
 
     def commit(self) -> None:
         try:
-            uploaded = remote.upload_file(self.temp_path, self.final_path, sha256=self._sha256)
+            self.size = os.path.getsize(self.temp_path)
+            self._digests = local.file_digests(self.temp_path, DIGESTS if self._sha256 else ("crc32c",))
+            remote.upload_file(self.temp_path, self.final_path)
         finally:
             self.abort()
-        self.size, self._digests = uploaded.size, uploaded.digests
 
 
 _cache: dict[tuple[int, str], str] = {}

@@ -23,8 +23,8 @@ from .stream import ShardStream, digests_of, write_whole
 
 # Which extra brings the library a protocol needs.
 EXTRAS = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3"}
-# Upload part size: s3fs keeps one part in memory per open file (S3's minimum is 5 MiB),
-# so two workers hold a few tens of MiB of upload buffers.
+# Part size of streamed uploads (small files: manifests, completion records): s3fs
+# keeps one part in memory per open file; S3's minimum is 5 MiB.
 UPLOAD_BLOCK = 16 << 20
 # Zip archives in a bucket are read through a read-ahead cache of this size: one request
 # brings a whole 2 MB image member, its local header included.
@@ -328,14 +328,12 @@ class RemoteShardFile(ShardStream):
             pass
 
 
-def upload_file(local_path: str, url: str, sha256: bool = False) -> RemoteShardFile:
-    """Upload a finished local file to `url`, published only when complete; returns the
-    committed shard (size, digests)."""
-    directory, name = url.rsplit("/", 1)
-    shard = RemoteShardFile(directory, name, sha256=sha256)
-    with open(local_path, "rb") as f:
-        write_whole(shard, iter(lambda: f.read(UPLOAD_BLOCK), b""))
-    return shard
+def upload_file(local_path: str, url: str) -> None:
+    """Upload a finished local file to `url` with the library's own file upload, which
+    publishes the object only when complete (one PUT, or a multipart upload completed
+    at the end; GCS: a simple or resumable upload)."""
+    fs, path = filesystem(url)
+    retrying(url, "upload", lambda: fs.put_file(local_path, path))
 
 
 def write_atomically(url: str, data: bytes) -> None:
