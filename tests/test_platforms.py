@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from csconv import cli, output
+from csconv import cli
+from csconv.storage import local as output
 
 from conftest import run_csconv_subprocess, subprocess_env
 
