@@ -205,3 +205,17 @@ def test_parquet_column_path_not_utf8(tmp_path):
     assert len(errors) == 2
     for error in errors:
         assert error.path == path and error.problem.startswith("not a readable Parquet file ("), str(error)
+
+
+def test_parquet_row_group_claiming_negative_rows(tmp_path):
+    """fuzz_parquet (its 30-minute run, after 120 s): a row group whose footer claims a
+    negative row count made csconv.read()'s shard length negative (`ValueError: __len__()
+    should return >= 0`)."""
+    pytest.importorskip("pyarrow")
+    from csconv.sinks.parquet import ParquetSink
+
+    path = _shard(tmp_path, "parquet_row_group_negative_rows.parquet", "train-00000-of-00001.parquet")
+    with pytest.raises(InputError) as caught:
+        ParquetSink().open_random_access(path)
+    assert caught.value.path == path
+    assert caught.value.problem.startswith("not a readable Parquet file (row group 0 claims -"), str(caught.value)

@@ -236,7 +236,11 @@ class ParquetShard(RandomAccessShard):
         self.file = open_shard(path)
         self.starts = [0]
         for group in range(self.file.num_row_groups):
-            self.starts.append(self.starts[-1] + self.file.metadata.row_group(group).num_rows)
+            rows = self.file.metadata.row_group(group).num_rows
+            if rows < 0:  # the footer is input too; a negative count would make len() fail
+                self.file.close()
+                raise InputError(path, f"not a readable Parquet file (row group {group} claims {rows} rows)")
+            self.starts.append(self.starts[-1] + rows)
         self.lock = threading.Lock()  # a ParquetFile is not safe to read from two threads
         self.cached: tuple[int, object] = (-1, None)
 
