@@ -60,7 +60,9 @@ class SmokeRuns:
         log = folder / "log"
         process = subprocess.Popen(
             [sys.executable, str(FUZZ / f"fuzz_{harness}.py"), f"-max_total_time={SECONDS}", "-rss_limit_mb=2048",
-             "-timeout=20", f"-artifact_prefix={folder}/", str(self.corpus / harness)],
+             # A minute, not libFuzzer's usual 20 s: the wall clock times an input, and on a
+             # shared machine a benchmark may pause every fuzz_* process (SIGSTOP) a while.
+             "-timeout=60", f"-artifact_prefix={folder}/", str(self.corpus / harness)],
             cwd=FUZZ, stdout=subprocess.DEVNULL, stderr=log.open("w"), env=subprocess_env(),
         )
         self.running[harness] = (process, folder)
@@ -73,7 +75,7 @@ class SmokeRuns:
             self._start(self.pending[0])
         process, folder = self.running[harness]
         try:
-            code = process.wait(timeout=SECONDS + 120)
+            code = process.wait(timeout=SECONDS + 180)
         except subprocess.TimeoutExpired:
             process.kill()
             code = process.wait()
