@@ -117,6 +117,21 @@ def read_shard_as_csconv_does(sink, path: str) -> None:
             pass
 
 
+def shard_file_harness(sink, file_name: str):
+    """test_one_input for a shard reader that takes a path: each input is written to one
+    file named like a shard, then read as csconv reads shards."""
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(prefix="csconv-fuzz-"), file_name)
+
+    def test_one_input(data: bytes) -> None:
+        with open(path, "wb") as f:
+            f.write(data)
+        read_shard_as_csconv_does(sink, path)
+
+    return test_one_input
+
+
 def run(test_one_input) -> None:
     atheris.Setup(sys.argv, test_one_input)
     atheris.Fuzz()
