@@ -308,3 +308,21 @@ def test_against_decodes_no_png_label_beyond_max_pixels():
         "feature image/segmentation/class/encoded: PNG labels differ and one does not decode (InputError: "
         "the label in B: header claims 20000x20000 pixels, more than --max_pixels (89,478,485))"
     )
+
+
+def test_verify_max_pixels_is_the_limit_its_png_checks_apply(tmp_path, capsys):
+    """An output converted with a raised --max_pixels verifies with the same value, and a
+    lower one than its images have makes them defects, never decoded."""
+    from csconv import cli
+    from csconv.synthetic import generate_dataset
+
+    root, out = tmp_path / "root", tmp_path / "out"
+    generate_dataset(root, {"train": 1, "val": 1, "test": 1}, width=64, height=32, seed=1)
+    assert cli.main(["--cityscapes_root", str(root), "--output_dir", str(out), "--workers", "1", "--quiet",
+                     "--create_panoptic_data=false"]) == 0
+    assert cli.main(["verify", str(out)]) == 0
+    capsys.readouterr()
+    assert cli.main(["verify", str(out), "--max_pixels", "1000"]) == 1
+    report = capsys.readouterr().out
+    assert "more than --max_pixels (1,000)" in report
+    assert cli.main(["verify", str(out)]) == 0  # the limit was the command's only

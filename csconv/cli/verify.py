@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from . import registry
-from .flags import bool_flag, storage_options_flag
+from ..core.png import DEFAULT_MAX_PIXELS
+from .flags import bool_flag, positive_int, storage_options_flag
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -22,6 +23,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--against", help="also compare every sample with this other output folder (csconv's or DeepLab2's own)"
     )
+    parser.add_argument(
+        "--max_pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+        help=f"a stored PNG whose header claims more pixels than this is a defect, and is never decoded "
+        f"(default {DEFAULT_MAX_PIXELS:,}, as for conversion: pass the value the output was converted with)",
+    )
     storage_options_flag(parser)
     bool_flag(parser, "debug", False, "show tracebacks")
     return parser
@@ -29,9 +35,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from .. import storage
-    from ..inspection.verify import compare, format_report, verify
+    from ..core.png import set_max_pixels
 
     storage.configure(args.storage_options)
+    previous = set_max_pixels(args.max_pixels)
+    try:
+        return _check(args)
+    finally:
+        set_max_pixels(previous)  # main() may run in a process that goes on (the tests, the API)
+
+
+def _check(args) -> int:
+    from ..inspection.verify import compare, format_report, verify
+
     report = verify(args.output_dir)
     print(format_report(report))
     ok = report.ok
