@@ -215,3 +215,16 @@ def test_zip_member_inflating_beyond_its_declared_size_is_corrupt(root, tmp_path
         ["--cityscapes_root", str(tmp_path / "zips"), "--splits", "val", "--create_panoptic_data=false"], tmp_path
     )
     assert_one_line_error(done, f"{gtfine_zip}::{member}: corrupt archive member (Bad CRC-32")
+
+
+def test_sample_arrays_refuse_a_bomb_before_inflating_it():
+    """A record read back (csconv.read, a sink's reader) is input too: its decoded views
+    check the header's size against --max_pixels before Pillow inflates anything."""
+    from csconv.core.errors import InputError
+    from csconv.core.records import Sample
+
+    bomb = bomb_png(20000, 20000, 8, 0, 1)
+    sample = Sample("val", "frankfurt_000000_000294", bomb, "png", 20000, 20000, 3, bomb, "png")
+    for view in (sample.image_array, sample.label_array):
+        with pytest.raises(InputError, match=r"more than --max_pixels"):
+            view()

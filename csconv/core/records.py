@@ -9,7 +9,7 @@ from enum import Enum
 import numpy as np
 
 from .errors import CsconvError
-from .png import check_compress_level
+from .png import check_compress_level, inspect
 from .sources import FINE, Location, annotation_set
 
 # The largest divisor whose ignore id, 255 * divisor, is still an int32.
@@ -96,9 +96,11 @@ class Sample:
         return memoryview(array).cast("B")
 
     def image_array(self) -> np.ndarray:
-        """The image decoded: H x W x 3 uint8, RGB."""
+        """The image decoded: H x W x 3 uint8, RGB. A PNG whose header claims more pixels
+        than --max_pixels (png.set_max_pixels) is an InputError, before anything is inflated."""
         from PIL import Image
 
+        inspect(self.image, f"{self.filename}: image")
         with Image.open(io.BytesIO(self.image)) as image:
             return np.asarray(image.convert("RGB"))
 
@@ -111,6 +113,7 @@ class Sample:
             return np.asarray(self.label, dtype="<i4")
         from PIL import Image
 
+        inspect(self.label, f"{self.filename}: label")
         with Image.open(io.BytesIO(self.label)) as image:
             array = np.asarray(image)
         if array.ndim != 2 or array.dtype != np.uint8:
