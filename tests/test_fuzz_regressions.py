@@ -219,3 +219,18 @@ def test_parquet_row_group_claiming_negative_rows(tmp_path):
         ParquetSink().open_random_access(path)
     assert caught.value.path == path
     assert caught.value.problem.startswith("not a readable Parquet file (row group 0 claims -"), str(caught.value)
+
+
+def test_arrayrecord_header_that_fails_the_reader_while_opening(tmp_path):
+    """fuzz_arrayrecord (its 30-minute run, after about 15 minutes): a damaged header made
+    ArrayRecordReader's constructor itself fail (`ValueError: basic_string::resize`, a C++
+    std::length_error through pybind11), which escaped as a traceback from verify, stats,
+    preview and csconv.read()."""
+    pytest.importorskip("array_record")
+    from csconv.sinks.arrayrecord import ArrayRecordSink
+
+    path = _shard(tmp_path, "arrayrecord_header_resize_valueerror.bin", "train-00000-of-00001.array_record")
+    errors = _every_reading(ArrayRecordSink(), path)
+    assert len(errors) == 2
+    for error in errors:
+        assert error.path == path and error.problem.startswith("not a readable ArrayRecord file ("), str(error)

@@ -68,7 +68,12 @@ def open_reader(path: str, options: str):
     readable ArrayRecord file (the reader then counts no records, and only close() says why)."""
     from array_record.python.array_record_module import ArrayRecordReader
 
-    reader = ArrayRecordReader(path, options)
+    try:
+        reader = ArrayRecordReader(path, options)
+    except (RuntimeError, ValueError, MemoryError) as error:
+        # A header that claims an absurd size makes the C++ reader fail while opening,
+        # as a std::length_error ("basic_string::resize") that pybind11 gives as ValueError.
+        raise InputError(path, f"not a readable ArrayRecord file ({error})") from None
     if not reader.ok():
         try:
             reader.close()
