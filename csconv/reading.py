@@ -113,8 +113,6 @@ def read(output_dir: str | os.PathLike, split: str) -> OutputSplit:
     from .inspection.verify import open_output  # the same reading of a folder as verify and --against
 
     output_dir = os.fspath(output_dir)
-    if storage.is_url(output_dir):
-        output_dir = output_dir.rstrip("/")
     output = open_output(output_dir)
     if split not in output.splits:
         raise CsconvError(f"{output_dir}: no split {split!r}; it holds {', '.join(output.splits) or 'no split'}")

@@ -117,14 +117,20 @@ def read_shard_as_csconv_does(sink, path: str) -> None:
             pass
 
 
-def shard_file_harness(sink, file_name: str):
+def shard_file_harness(sink, file_name: str, repair=None):
     """test_one_input for a shard reader that takes a path: each input is written to one
-    file named like a shard, then read as csconv reads shards."""
+    file named like a shard, then read as csconv reads shards. With `repair` (a function
+    making the format's checksums right), the first byte picks whether the rest is
+    repaired first, so mutations also get past the checksums."""
     import tempfile
 
     path = os.path.join(tempfile.mkdtemp(prefix="csconv-fuzz-"), file_name)
 
     def test_one_input(data: bytes) -> None:
+        if repair is not None:
+            if not data:
+                return
+            data = repair(data[1:]) if data[0] & 1 else data[1:]
         with open(path, "wb") as f:
             f.write(data)
         read_shard_as_csconv_does(sink, path)

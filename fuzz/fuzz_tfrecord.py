@@ -6,15 +6,10 @@ The first byte picks how the rest is read: as a shard, or as a shard whose lengt
 CRCs are then made right, so mutations get past the checksums into the Example parser.
 """
 
-import os
 import struct
-import tempfile
 
-from common import read_shard_as_csconv_does, run, tfrecord_format
+from common import run, shard_file_harness, tfrecord_format
 from csconv.sinks.tfrecord import TFRecordSink
-
-PATH = os.path.join(tempfile.mkdtemp(prefix="csconv-fuzz-tfrecord-"), "train-00000-of-00001.tfrecord")
-SINK = TFRecordSink()
 
 
 def fix_crcs(data: bytes) -> bytes:
@@ -35,14 +30,7 @@ def fix_crcs(data: bytes) -> bytes:
     return b"".join(out)
 
 
-def test_one_input(data: bytes) -> None:
-    if not data:
-        return
-    shard = fix_crcs(data[1:]) if data[0] & 1 else data[1:]
-    with open(PATH, "wb") as f:
-        f.write(shard)
-    read_shard_as_csconv_does(SINK, PATH)
-
+test_one_input = shard_file_harness(TFRecordSink(), "train-00000-of-00001.tfrecord", repair=fix_crcs)
 
 if __name__ == "__main__":
     run(test_one_input)

@@ -7,8 +7,6 @@ first byte picks how the rest is read: as a tar, or as a tar whose header checks
 then made right, so mutations of the headers get past tarfile's check.
 """
 
-import os
-import tempfile
 
 import atheris
 
@@ -18,11 +16,8 @@ with atheris.instrument_imports(include=["webdataset", "tarfile"]):
     import webdataset.autodecode
     import webdataset.tariterators
 
-from common import read_shard_as_csconv_does, run  # noqa: E402
+from common import run, shard_file_harness  # noqa: E402
 from csconv.sinks.webdataset import WebDatasetSink  # noqa: E402
-
-PATH = os.path.join(tempfile.mkdtemp(prefix="csconv-fuzz-webdataset-"), "train-00000.tar")
-SINK = WebDatasetSink()
 
 
 def fix_checksums(data: bytes) -> bytes:
@@ -37,14 +32,7 @@ def fix_checksums(data: bytes) -> bytes:
     return bytes(out)
 
 
-def test_one_input(data: bytes) -> None:
-    if not data:
-        return
-    shard = fix_checksums(data[1:]) if data[0] & 1 else data[1:]
-    with open(PATH, "wb") as f:
-        f.write(shard)
-    read_shard_as_csconv_does(SINK, PATH)
-
+test_one_input = shard_file_harness(WebDatasetSink(), "train-00000.tar", repair=fix_checksums)
 
 if __name__ == "__main__":
     run(test_one_input)

@@ -181,8 +181,6 @@ def open_dataset(
         archives = "--gtfine_zip and --images_zip" if annotations is FINE else \
             "--gtcoarse_zip with --images_zip and/or --extra_images_zip"
         raise CsconvError(f"give --cityscapes_root, or {archives}")
-    if remote.is_url(root):
-        root = root.rstrip("/")
     if not storage.is_dir(root):
         raise CsconvError(f"{root}: Cityscapes root does not exist or is not a folder")
     folder = annotations.folder

@@ -48,8 +48,6 @@ class Output:
 
 def open_output(folder: str) -> Output:
     """A csconv output (by its manifest) or DeepLab2's own TFRecords (by file name)."""
-    if storage.is_url(folder):
-        folder = folder.rstrip("/")
     if not storage.is_dir(folder):
         raise CsconvError(f"{folder}: not a folder")
     if storage.is_file(storage.join(folder, MANIFEST_NAME)):

@@ -162,8 +162,6 @@ def convert(
     named = (root, output_dir, gtfine_zip, images_zip, gtcoarse_zip, extra_images_zip)
     if any(storage.in_this_process_only(path) for path in named if path):
         workers = 1  # worker processes would each see their own, empty, memory://
-    if storage.is_url(output_dir):
-        output_dir = output_dir.rstrip("/")
     dataset = open_dataset(root, gtfine_zip, images_zip, options.annotations, gtcoarse_zip, extra_images_zip)
     jobs, sizes = plan(
         dataset, splits, sink_name, output_dir, options, num_shards, strict_sizes,

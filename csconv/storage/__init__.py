@@ -18,10 +18,10 @@ from contextlib import contextmanager
 
 from . import local, remote
 from .local import DIGESTS, OutputError, describe_os_error
-from .remote import StorageError, configure, current_options, is_url
+from .remote import StorageError, configure, is_url
 
 __all__ = [
-    "DIGESTS", "OutputError", "StorageError", "configure", "current_options", "is_url", "join", "basename",
+    "DIGESTS", "OutputError", "StorageError", "configure", "is_url", "join", "basename",
     "list_names", "is_dir", "is_file", "file_size", "read_bytes", "remove", "make_output_dir",
     "write_atomically", "file_digests", "open_shard_file", "open_adopted_shard", "local_copy",
 ]
@@ -72,9 +72,10 @@ def file_size(path: str) -> int | None:
 def read_bytes(path: str) -> bytes:
     """A whole small file (manifest, completion record); FileNotFoundError when absent."""
     if is_url(path):
-        if remote.info(path) is None:
+        data = remote.read_if_there(path)
+        if data is None:
             raise FileNotFoundError(path)
-        return remote.read_bytes(path)
+        return data
     with open(path, "rb") as f:
         return f.read()
 
@@ -110,13 +111,13 @@ def write_atomically(path: str, data: bytes) -> None:
     (remote.write_atomically if is_url(path) else local.write_atomically)(path, data)
 
 
-def file_digests(path: str, names, known: dict | None = None) -> dict[str, str]:
+def file_digests(path: str, names) -> dict[str, str]:
     """The named checksums of a file or object; for an object, the store's own CRC32C
-    when it keeps one (`known`: its metadata, if already fetched)."""
+    when it keeps one."""
     if not is_url(path):
         return local.file_digests(path, names)
     if tuple(names) == ("crc32c",):
-        return {"crc32c": remote.crc32c_of(path, known)}
+        return {"crc32c": remote.crc32c_of(path)}
     return remote.digests_by_reading(path, names)
 
 
@@ -132,12 +133,6 @@ def open_adopted_shard(directory: str, name: str, sha256: bool = False):
     if is_url(directory):
         return StagedUpload(directory, name, sha256=sha256)
     return local.AdoptedShardFile(directory, name, sha256=sha256)
-
-
-def temporary_names(names) -> list[str]:
-    """The names a run's interrupted writes may have left, to clean up: local hidden
-    temporaries; in a bucket there are none (an unfinished upload is no object)."""
-    return [local.temp_name(name) for name in names]
 
 
 def remove_leftovers(directory: str, names) -> None:

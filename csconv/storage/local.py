@@ -13,8 +13,10 @@ import sys
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from crc32c import crc32c
+
 from ..core.errors import CsconvError
-from .stream import ShardStream, digests_of, write_whole
+from ..crc import crc32c_combine
 
 try:
     import fcntl
@@ -92,7 +94,7 @@ def describe_os_error(error: OSError) -> str:
     return reason
 
 
-class ShardFile(ShardStream):
+class ShardFile:
     """A binary stream written to a hidden temporary file, renamed into place by commit().
 
     Bytes are staged in page-aligned blocks and written with O_DIRECT where the file
@@ -119,7 +121,38 @@ class ShardFile(ShardStream):
         self._block: mmap.mmap | None = None
         self._fill = 0
 
-    # -- the bytes a sink writes (ShardStream gives it the file-object surface) ---------
+    # -- the file-object surface sink writers use ---------------------------------------
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        pass
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self._crc32c = crc32c(view, self._crc32c)
+        self._stage(view)
+        return view.nbytes
+
+    def writelines(self, parts) -> None:
+        for part in parts:
+            self.write(part)
+
+    def writelines_with_crc32c(self, parts, crc: int) -> None:
+        """writelines() for a caller that already has the CRC32C of the parts end to end."""
+        length = 0
+        for part in parts:
+            view = memoryview(part).cast("B")
+            self._stage(view)
+            length += view.nbytes
+        self._crc32c = crc32c_combine(self._crc32c, crc, length)
+
     def _stage(self, view: memoryview) -> None:
         while view.nbytes:
             if self._block is None:
@@ -273,6 +306,8 @@ class ShardFile(ShardStream):
         except FileNotFoundError:
             pass
 
+    def close(self) -> None:
+        """Writers may close their stream; the shard stays uncommitted until commit()."""
 
 
 def _pwrite(fd: int, data: memoryview, offset: int) -> int:
@@ -321,6 +356,19 @@ def _open_for_writing(path: str, direct: bool) -> tuple[int, bool]:
 DIGESTS = ("crc32c", "sha256")
 
 
+def digests_of(chunks, names) -> dict[str, str]:
+    """The named checksums ("crc32c", "sha256") of the bytes of `chunks`, as the manifest records them."""
+    crc, sha256 = 0, hashlib.sha256() if "sha256" in names else None
+    for chunk in chunks:
+        crc = crc32c(chunk, crc)
+        if sha256 is not None:
+            sha256.update(chunk)
+    found = {"crc32c": f"{crc:08x}"}
+    if sha256 is not None:
+        found["sha256"] = sha256.hexdigest()
+    return {name: found[name] for name in names}
+
+
 def file_digests(path: str, names) -> dict[str, str]:
     """The named checksums ("crc32c", "sha256") of a file on disk, read once."""
     with open(path, "rb") as f:
@@ -350,7 +398,13 @@ def sync_directory(directory: str) -> None:
 
 def write_atomically(path: str, data: bytes) -> None:
     directory, name = os.path.split(path)
-    write_whole(ShardFile(directory or ".", name, direct=False), [data])  # small files: the page cache is fine
+    shard = ShardFile(directory or ".", name, direct=False)  # small files: the page cache is fine
+    try:
+        shard.write(data)
+        shard.commit()
+    except BaseException:
+        shard.abort()
+        raise
 
 
 def write_file_unsynced(path: str, data) -> None:

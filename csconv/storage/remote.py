@@ -12,20 +12,15 @@ the final name.
 from __future__ import annotations
 
 import base64
-import hashlib
 import posixpath
 import re
 import time
 
 from ..core.errors import CsconvError
-from .local import OutputError
-from .stream import ShardStream, digests_of, write_whole
+from .local import OutputError, digests_of
 
 # Which extra brings the library a protocol needs.
 EXTRAS = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3"}
-# Part size of streamed uploads (small files: manifests, completion records): s3fs
-# keeps one part in memory per open file; S3's minimum is 5 MiB.
-UPLOAD_BLOCK = 16 << 20
 # Zip archives in a bucket are read through a read-ahead cache of this size: one request
 # brings a whole 2 MB image member, its local header included.
 ARCHIVE_BLOCK = 8 << 20
@@ -55,10 +50,6 @@ def configure(options: dict | None) -> None:
     """Options passed to every fsspec filesystem this process opens (`--storage_options`)."""
     global _storage_options
     _storage_options = dict(options or {})
-
-
-def current_options() -> dict:
-    return dict(_storage_options)
 
 
 def protocol_of(url: str) -> str:
@@ -148,6 +139,20 @@ def read_bytes(url: str) -> bytes:
     return retrying(url, "read", lambda: fs.cat_file(path))
 
 
+def read_if_there(url: str) -> bytes | None:
+    """The object's bytes, or None when there is no such object: one request, not a
+    lookup and then a read."""
+    fs, path = filesystem(url)
+
+    def read():
+        try:
+            return fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+
+    return retrying(url, "read", read)
+
+
 def download(url: str, local_path: str) -> None:
     fs, path = filesystem(url)
     retrying(url, "download", lambda: fs.get_file(path, local_path))
@@ -228,11 +233,10 @@ def check_bucket(url: str) -> None:
     retrying(url, "use the bucket", look)
 
 
-def crc32c_of(url: str, known: dict | None = None) -> str:
+def crc32c_of(url: str) -> str:
     """The object's CRC32C as csconv writes it (8 hex digits): the store's own when it
     keeps one (GCS), else by reading the object once."""
-    found = known if known is not None else info(url)
-    stored = (found or {}).get("crc32c")
+    stored = (info(url) or {}).get("crc32c")
     if isinstance(stored, str):
         try:
             return base64.b64decode(stored).hex()  # GCS: base64 of the big-endian value
@@ -277,57 +281,6 @@ def abort_stale_uploads(directory_url: str, names) -> int:
     return aborted
 
 
-class RemoteShardFile(ShardStream):
-    """ShardFile's surface over an object upload: nothing is visible under the final
-    name until commit(); abort() discards the upload."""
-
-    def __init__(self, directory_url: str, name: str, sha256: bool = False):
-        self.final_path = join(directory_url, name)
-        self.temp_path = self.final_path  # no other name: the store publishes at commit
-        self.size = 0
-        self.closed = False
-        self._crc32c = 0
-        self._sha256 = hashlib.sha256() if sha256 else None
-        fs, path = filesystem(self.final_path)
-        self._file = retrying(
-            self.final_path, "start an upload", lambda: fs.open(path, "wb", autocommit=False, block_size=UPLOAD_BLOCK)
-        )
-
-    def _stage(self, view: memoryview) -> None:  # uploads a part each UPLOAD_BLOCK bytes
-        try:
-            self._file.write(view)
-        except Exception as error:  # noqa: BLE001
-            raise StorageError(f"{self.final_path}: cannot upload: {describe(error)}; nothing was published") from None
-        if self._sha256 is not None:
-            self._sha256.update(view)
-        self.size += view.nbytes
-
-    @property
-    def digests(self) -> dict[str, str]:
-        found = {"crc32c": f"{self._crc32c:08x}"}
-        if self._sha256 is not None:
-            found["sha256"] = self._sha256.hexdigest()
-        return found
-
-    def commit(self) -> None:
-        try:
-            self._file.close()  # uploads the last part; with autocommit off, publishes nothing
-            self._file.commit()
-        except Exception as error:  # noqa: BLE001
-            self.abort()
-            raise StorageError(f"{self.final_path}: cannot upload: {describe(error)}; nothing was published") from None
-        self.closed = True
-
-    def abort(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            self._file.discard()
-        except Exception:  # noqa: BLE001 - the store may be gone; an unfinished upload is never visible
-            pass
-
-
 def upload_file(local_path: str, url: str) -> None:
     """Upload a finished local file to `url` with the library's own file upload, which
     publishes the object only when complete (one PUT, or a multipart upload completed
@@ -337,5 +290,16 @@ def upload_file(local_path: str, url: str) -> None:
 
 
 def write_atomically(url: str, data: bytes) -> None:
-    directory, name = url.rsplit("/", 1)
-    write_whole(RemoteShardFile(directory, name), [data])
+    """A small object (manifest, completion record) published whole or not at all."""
+    fs, path = filesystem(url)
+    upload = retrying(url, "start an upload", lambda: fs.open(path, "wb", autocommit=False))
+    try:
+        upload.write(data)
+        upload.close()  # sends the bytes; with autocommit off, publishes nothing
+        upload.commit()
+    except Exception as error:  # noqa: BLE001 - every client library has its own exceptions
+        try:
+            upload.discard()
+        except Exception:  # noqa: BLE001 - the store may be gone; an unfinished upload is never visible
+            pass
+        raise StorageError(f"{url}: cannot upload: {describe(error)}; nothing was published") from None
