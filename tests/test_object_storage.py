@@ -324,3 +324,14 @@ def test_prework_refuses_urls_in_one_line(tmp_path):
     assert done.returncode == 2
     [line] = error_lines(done.stderr)
     assert "s3://bucket/cityscapes: the prework reads and writes local folders only" in line
+
+
+def test_tree_in_memory_converts_like_a_local_one(synthetic, local_run):
+    """A tree under memory:// is listed and re-rooted on the URL as given: memory://'s own
+    paths carry a leading slash that s3:// and gs:// paths do not."""
+    import csconv as api
+
+    fs = fsspec.filesystem("memory")
+    upload_tree(fs, synthetic("main").raw, "memory://csconv-tree/cityscapes")
+    api.convert("memory://csconv-tree/cityscapes", "memory://csconv-tree/out", workers=2)
+    assert objects(fs, "memory://csconv-tree/out") == local_run

@@ -192,21 +192,20 @@ def list_names(url: str) -> list[str]:
 
 
 def find_files(url: str) -> list[str]:
-    """Every object below the prefix `url`, as URLs, in one (paginated) listing."""
+    """Every object below the prefix `url`, as URLs spelled as `url` is, in one
+    (paginated) listing."""
     fs, path = filesystem(url)
-    protocol = protocol_of(url)
+    base, root = url.rstrip("/"), path.rstrip("/")
 
     def listing():
         try:
-            return fs.find(path)
+            return fs.find(root)
         except FileNotFoundError:
             return []
 
-    return [_url(protocol, found) for found in retrying(url, "list", listing)]
-
-
-def _url(protocol: str, path: str) -> str:
-    return f"{protocol}://{path.lstrip('/')}" if protocol != "memory" else f"memory://{path}"
+    # The filesystem's own path form differs by protocol (memory:// keeps a leading
+    # slash), so each found path is re-rooted on the URL given rather than rebuilt.
+    return [base + found[len(root):] for found in retrying(url, "list", listing) if found.startswith(root + "/")]
 
 
 def remove(url: str) -> None:
