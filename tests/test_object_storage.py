@@ -77,8 +77,9 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if not line.startswith("csconv: warning:")]
 
 
-def csconv(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run([console_script("csconv"), *args], env=subprocess_env(), capture_output=True, text=True)
+def csconv(*args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([console_script("csconv"), *args], env=subprocess_env(**env), capture_output=True,
+                          text=True)
     if check and done.returncode != 0:
         pytest.fail(f"csconv {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return done
@@ -194,8 +195,12 @@ def test_missing_input_in_a_bucket_is_one_line(s3, tmp_path):
     assert done.returncode == 2 and f"{bucket}/nothing" in line
 
 
-def _run_until_shards(args: list[str], fs, out: str, shards: int) -> subprocess.Popen:
-    process = subprocess.Popen([console_script("csconv"), *args], env=subprocess_env(), start_new_session=True,
+def staging_areas(folder) -> list[str]:
+    return [name for name in os.listdir(folder) if name.startswith("csconv-staging-")]
+
+
+def _run_until_shards(args: list[str], fs, out: str, shards: int, **env: str) -> subprocess.Popen:
+    process = subprocess.Popen([console_script("csconv"), *args], env=subprocess_env(**env), start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -209,25 +214,32 @@ def _run_until_shards(args: list[str], fs, out: str, shards: int) -> subprocess.
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
-def test_signal_then_resume_against_s3(s3, synthetic, local_run, signum):
+def test_signal_then_resume_against_s3(s3, synthetic, local_run, signum, tmp_path):
     fs = s3fs_client()
     out = new_bucket(fs, "s3") + "/out"
     args = ["--cityscapes_root", str(synthetic("main").raw), "--output_dir", out, "--workers", "2", "--quiet"]
-    process = _run_until_shards(args, fs, out, 3)
+    scratch = tmp_path / "tmp"  # where shards are staged before their upload
+    scratch.mkdir()
+    process = _run_until_shards(args, fs, out, 3, TMPDIR=str(scratch))
     if process.poll() is None:
         if signum == signal.SIGKILL:  # the whole run, workers included, as the OOM killer or a node loss would
             os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=60)
+            assert staging_areas(scratch)  # nothing could remove it
         else:
             process.send_signal(signum)
     process.communicate(timeout=60)
-    if signum != signal.SIGKILL and process.returncode not in (0,):
-        assert process.returncode == 128 + signum
+    if signum != signal.SIGKILL:
+        if process.returncode != 0:
+            assert process.returncode == 128 + signum
+        assert not staging_areas(scratch)  # removed by the run it stopped
     # Whatever is in the bucket under a final name is complete: a shard is either the
     # local run's bytes or absent.
     for name, data in objects(fs, out).items():
         if name.endswith(".tfrecord"):
             assert data == local_run[name], name
-    csconv(*args, "--resume")
+    csconv(*args, "--resume", TMPDIR=str(scratch))
+    assert not staging_areas(scratch)  # a killed run's, removed by the next, its process being gone
     assert objects(fs, out) == local_run
     uploads = fs.call_s3("list_multipart_uploads", Bucket=out.split("/")[2]).get("Uploads")
     assert not uploads
@@ -256,6 +268,7 @@ def test_server_stopped_mid_run_is_a_clean_error_and_nothing_partial(synthetic, 
     server.stop()
     _, stderr = process.communicate(timeout=180)
     assert process.returncode == 2, stderr
+    assert len(error_lines(stderr)) == 1, stderr
     [line] = error_lines(stderr)
     assert "s3://" in line, stderr
     for name, data in seen.items():

@@ -13,7 +13,7 @@ Failure behaviour (see README, "Failure behaviour"):
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .. import plugins, storage
 from . import manifest, output_folder, resume
@@ -174,6 +174,8 @@ def convert(
         todo = [job for job in jobs if job.shard_name not in kept]
         progress = Progress(sum(len(job.frames) for job in todo), enabled=show_progress)
         done: list[ShardResult] = []
+        staging_area = storage.make_staging_area() if storage.is_url(output_dir) else None
+        todo = [replace(job, staging_area=staging_area) for job in todo]
         try:
             with worker_pool.signals_raise_interrupted():
                 try:
@@ -188,8 +190,7 @@ def convert(
                 # rename is inside manifest.write: signals are ignored from just before it.
                 worker_pool.ignore_signals()
                 manifest.write(output_dir, sink_name, options, summary, num_shards)
-                for job in jobs:
-                    resume.remove_record(output_dir, job.shard_name)
+                resume.remove_records(output_dir, [job.shard_name for job in jobs])
         except BaseException as error:
             with worker_pool.signals_ignored():  # a second Ctrl-C must not interrupt the clean-up
                 output_folder.remove_temporaries(output_dir, jobs)
@@ -197,4 +198,7 @@ def convert(
             if stopped is not None:
                 raise stopped from None
             raise
+        finally:
+            if staging_area is not None:
+                storage.remove_staging_area(staging_area)
     return summary

@@ -102,8 +102,8 @@ def read_record(output_dir: str, shard_name: str) -> dict | None:
     return entry if isinstance(entry, dict) and entry.get("name") == shard_name else None
 
 
-def remove_record(output_dir: str, shard_name: str) -> None:
-    storage.remove(storage.join(output_dir, record_name(shard_name)))
+def remove_records(output_dir: str, shard_names) -> None:
+    storage.remove_all([storage.join(output_dir, record_name(name)) for name in shard_names])
 
 
 def proves_complete(output_dir: str, entry: dict | None, expected_fingerprint: str) -> bool:

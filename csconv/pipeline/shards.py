@@ -5,7 +5,7 @@ Runs in worker processes: everything here must pickle and stand alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .. import plugins, storage
 from . import resume
@@ -34,6 +34,7 @@ class ShardJob:
     sha256: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS  # the most pixels a PNG header may claim (png.set_max_pixels)
     storage_options: dict = field(default_factory=dict, hash=False)  # for URLs, as --storage_options
+    staging_area: str | None = None  # for a bucket: the local folder shards are staged in before their upload
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class ShardResult:
     fingerprint: str = ""
     skipped: tuple[SkippedFrame, ...] = ()
     kept: bool = False  # taken over from an interrupted run by --resume
+    # For a bucket: the shard, complete but staged locally, which the main process
+    # uploads and then records (uploads.py); None once published.
+    staged: storage.Staged | None = None
 
     def entry(self) -> dict:
         return {
@@ -79,7 +83,7 @@ class ShardResult:
         )
 
 
-def open_shard(sink, directory: str, name: str, sha256: bool = False):
+def open_shard(sink, directory: str, name: str, sha256: bool = False, staging_area: str | None = None):
     """The shard's temporary file and the sink's writer into it, as (shard, writer).
 
     A sink whose library opens the file itself (Sink.writes_path) is given the temporary
@@ -87,9 +91,9 @@ def open_shard(sink, directory: str, name: str, sha256: bool = False):
     writes a ShardFile stream.
     """
     if sink.writes_path:
-        shard = storage.open_adopted_shard(directory, name, sha256=sha256)
+        shard = storage.open_adopted_shard(directory, name, sha256=sha256, staging_area=staging_area)
     else:
-        shard = storage.open_shard_file(directory, name, sha256=sha256)
+        shard = storage.open_shard_file(directory, name, sha256=sha256, staging_area=staging_area)
     try:
         writer = sink.open_path_writer(shard.temp_path) if sink.writes_path else sink.open_writer(shard)
     except BaseException:
@@ -111,7 +115,7 @@ def write_shard(job: ShardJob, report=None) -> ShardResult:
 
 def _write_shard(job: ShardJob, report=None) -> ShardResult:
     sink = plugins.get_sink(job.sink_name)
-    shard, writer = open_shard(sink, job.output_dir, job.shard_name, job.sha256)
+    shard, writer = open_shard(sink, job.output_dir, job.shard_name, job.sha256, job.staging_area)
     skipped: list[SkippedFrame] = []
     written = 0
     try:
@@ -140,7 +144,18 @@ def _write_shard(job: ShardJob, report=None) -> ShardResult:
         shard.abort()
         raise
     result = ShardResult(
-        job.split, job.index, job.shard_name, written, shard.size, shard.digests, job.fingerprint, tuple(skipped)
+        job.split, job.index, job.shard_name, written, shard.size, shard.digests, job.fingerprint, tuple(skipped),
+        staged=shard.staged,
     )
-    resume.write_record(job.output_dir, result.entry())
+    if result.staged is None:
+        resume.write_record(job.output_dir, result.entry())
     return result
+
+
+def publish(result: ShardResult, output_dir: str) -> ShardResult:
+    """Upload a staged shard, then write its completion record: the result of a shard
+    that is in place."""
+    result.staged.upload()
+    published = replace(result, staged=None)
+    resume.write_record(output_dir, published.entry())
+    return published

@@ -15,6 +15,7 @@ import struct
 import sys
 import threading
 import time
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from ..core.errors import CsconvError
 from .progress import Progress
 from .resume import Interrupted, RunInterrupted, read_record
 from .shards import ShardJob, ShardResult, write_shard
+from .uploads import Uploads
 
 
 class WorkerDied(CsconvError):
@@ -45,10 +47,20 @@ def prepare_worker() -> None:
     _die_with_parent()
 
 
-def _init_worker(progress_writer) -> None:
+def _init_worker(progress_writer, niceness: int) -> None:
     prepare_worker()
     global _progress_writer
     _progress_writer = progress_writer
+    if niceness and hasattr(os, "nice"):
+        os.nice(niceness)
+
+
+# Workers writing for a bucket yield the CPU to the main process's uploads: the staged
+# shards are bounded, so conversion waits for the uploads anyway, and an upload that
+# waits for the CPU is the one thing that makes the whole run longer. Against the test
+# S3 server on the same two cores, the uploads then ran back to back from the first
+# staged shard to the last (bench/object_storage.py).
+_STAGING_WORKER_NICENESS = 10
 
 _progress_writer = None
 
@@ -88,16 +100,34 @@ def _worker_write_shard(number: int, job: ShardJob) -> ShardResult:
 
 
 def run(jobs: list[ShardJob], workers: int, progress: Progress, done: list | None = None) -> list[ShardResult]:
-    """Write every job's shard; results sorted by (split, index). `done` collects them as they finish."""
+    """Write every job's shard; results sorted by (split, index). `done` collects them as
+    they finish, for a bucket once uploaded (uploads.py)."""
     ignore_file_size_signal()
     keep_frame_buffers()  # before the workers fork, so they inherit it
     done = [] if done is None else done
+    if not jobs:
+        return done
     jobs_by_size = sorted(jobs, key=lambda job: -len(job.frames))  # big shards first keeps both cores busy
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs_by_size:
-            done.append(write_shard(job, report=progress.advance))
-    elif jobs:
-        _run_parallel(jobs_by_size, workers, progress, done)
+    if jobs[0].staging_area:
+        # For a bucket the uploads set the pace and start with the first staged shard:
+        # each worker begins with a small one (a 1-frame val shard of 64 frames is staged
+        # in a tenth of the time of a 6-frame train shard), then the big ones go first.
+        jobs_by_size = jobs_by_size[-max(workers, 1):][::-1] + jobs_by_size[: -max(workers, 1)]
+    uploads = Uploads(jobs[0].output_dir, done, most_staged=2 * max(workers, 1))
+    try:
+        if workers <= 1 or len(jobs) <= 1:
+            for job in jobs_by_size:
+                while not uploads.room():
+                    uploads.wait(0.1)
+                uploads.add(write_shard(job, report=progress.advance))
+            while uploads.busy:
+                uploads.wait(0.1)
+        else:
+            _run_parallel(jobs_by_size, workers, progress, uploads)
+        uploads.finish()
+    except BaseException:
+        uploads.abandon()
+        raise
     return sorted(done, key=lambda r: (r.split, r.index))
 
 
@@ -106,34 +136,44 @@ def run(jobs: list[ShardJob], workers: int, progress: Progress, done: list | Non
 _KILL_WAIT_SECONDS = 10.0
 
 
-def _run_parallel(jobs: list[ShardJob], workers: int, progress: Progress, results: list) -> list[ShardResult]:
+def _run_parallel(jobs: list[ShardJob], workers: int, progress: Progress, uploads: Uploads) -> None:
     context = multiprocessing.get_context(_start_method(jobs))
     reader, writer = context.Pipe(duplex=False)
     executor = ProcessPoolExecutor(
-        max_workers=min(workers, len(jobs)), mp_context=context, initializer=_init_worker, initargs=(writer,)
+        max_workers=min(workers, len(jobs)), mp_context=context, initializer=_init_worker,
+        initargs=(writer, _STAGING_WORKER_NICENESS if jobs[0].staging_area else 0),
     )
     processes: dict = {}
     writing: dict[int, int] = {}  # worker pid -> number of the job it announced last
+    waiting = deque(enumerate(jobs))
+    # Shards for a bucket are started only while few wait for their upload; every other
+    # job is handed to the pool at once.
+    most_running = workers + 1 if jobs[0].staging_area else len(jobs)
     try:
         with signals_deferred():
             try:
                 pending = {}
-                for number, job in enumerate(jobs):
-                    try:
-                        pending[executor.submit(_worker_write_shard, number, job)] = number
-                    except BrokenProcessPool:  # a worker died already
-                        _read_progress(reader, progress, writing)
-                        raise _worker_died(jobs, processes, writing, results) from None
-                    track_workers(executor, processes)
-                while pending:
+                while waiting or pending or uploads.busy:
+                    while waiting and len(pending) < most_running and uploads.room():
+                        number, job = waiting.popleft()
+                        try:
+                            pending[executor.submit(_worker_write_shard, number, job)] = number
+                        except BrokenProcessPool:  # a worker died already
+                            _read_progress(reader, progress, writing)
+                            raise _worker_died(jobs, processes, writing, uploads) from None
+                        track_workers(executor, processes)
                     raise_if_signalled()
+                    uploads.check()
+                    if not pending:
+                        uploads.wait(0.1)
+                        continue
                     finished, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
                     _read_progress(reader, progress, writing)
                     error, broken = None, False
                     for future in finished:
                         del pending[future]
                         try:
-                            results.append(future.result())
+                            uploads.add(future.result())
                         except BrokenProcessPool:
                             broken = True
                         except BaseException as raised:
@@ -141,7 +181,7 @@ def _run_parallel(jobs: list[ShardJob], workers: int, progress: Progress, result
                     if error is not None:  # a shard's own error: a worker that died meanwhile is its consequence
                         raise error
                     if broken:
-                        raise _worker_died(jobs, processes, writing, results)
+                        raise _worker_died(jobs, processes, writing, uploads)
                 finish_executor(executor)
             except BaseException:
                 abandon_executor(executor, processes)
@@ -151,7 +191,6 @@ def _run_parallel(jobs: list[ShardJob], workers: int, progress: Progress, result
         reader.close()
         writer.close()
     raise_if_signalled()
-    return results
 
 
 # -- process pools: shards here, the prework's frames in prework/pool.py -------------------
@@ -218,8 +257,9 @@ def _read_progress(reader, progress: Progress, writing: dict[int, int]) -> None:
             writing[pid] = number
 
 
-def _worker_died(jobs: list[ShardJob], processes: dict, writing: dict[int, int], results: list) -> WorkerDied:
+def _worker_died(jobs: list[ShardJob], processes: dict, writing: dict[int, int], uploads: Uploads) -> WorkerDied:
     """The error naming the shard whose worker died without a result."""
+    results = uploads.done
     _recover_results(jobs, results)
     dead = exit_codes_after_break(processes)
     culprits = {pid: code for pid, code in dead.items() if code != -signal.SIGTERM} or dead

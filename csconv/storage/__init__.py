@@ -15,6 +15,7 @@ import posixpath
 import shutil
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from . import local, remote
 from .local import DIGESTS, OutputError, describe_os_error
@@ -22,7 +23,7 @@ from .remote import StorageError, configure, is_url
 
 __all__ = [
     "DIGESTS", "OutputError", "StorageError", "configure", "is_url", "join", "basename",
-    "list_names", "is_dir", "is_file", "file_size", "read_bytes", "remove", "make_output_dir",
+    "list_names", "is_dir", "is_file", "file_size", "read_bytes", "remove", "remove_all", "make_output_dir",
     "write_atomically", "file_digests", "open_shard_file", "open_adopted_shard", "local_copy",
 ]
 
@@ -93,6 +94,15 @@ def remove(path: str) -> None:
         raise OutputError(f"{path}: cannot remove ({describe_os_error(error)})") from None
 
 
+def remove_all(paths: list[str]) -> None:
+    """remove() of every path, all on one filesystem: for a bucket, in batched requests."""
+    if paths and is_url(paths[0]):
+        remote.remove_all(paths)
+        return
+    for path in paths:
+        remove(path)
+
+
 def make_output_dir(directory: str) -> None:
     """Create the folder (and its parents); for a bucket, check it exists and is usable."""
     if is_url(directory):
@@ -121,17 +131,20 @@ def file_digests(path: str, names) -> dict[str, str]:
     return remote.digests_by_reading(path, names)
 
 
-def open_shard_file(directory: str, name: str, sha256: bool = False):
-    """A stream for one shard that appears under `name` only at commit()."""
+def open_shard_file(directory: str, name: str, sha256: bool = False, staging_area: str | None = None):
+    """A stream for one shard that appears under `name` only at commit(); for a bucket,
+    commit() stages it in `staging_area` (make_staging_area()) as `staged`, whose
+    upload() publishes it."""
     if is_url(directory):
-        return StagedShard(directory, name, sha256=sha256)
+        return StagedShard(directory, name, sha256=sha256, staging_area=staging_area)
     return local.ShardFile(directory, name, sha256=sha256)
 
 
-def open_adopted_shard(directory: str, name: str, sha256: bool = False):
-    """A temporary path for a library that writes a shard itself (Sink.writes_path)."""
+def open_adopted_shard(directory: str, name: str, sha256: bool = False, staging_area: str | None = None):
+    """A temporary path for a library that writes a shard itself (Sink.writes_path);
+    staged for a bucket as open_shard_file's stream is."""
     if is_url(directory):
-        return StagedUpload(directory, name, sha256=sha256)
+        return StagedUpload(directory, name, sha256=sha256, staging_area=staging_area)
     return local.AdoptedShardFile(directory, name, sha256=sha256)
 
 
@@ -147,21 +160,82 @@ def remove_leftovers(directory: str, names) -> None:
             pass  # already gone, or the folder itself is unusable: nothing more to clean
 
 
+STAGING_PREFIX = "csconv-staging-"
+
+
+def make_staging_area() -> str:
+    """A local folder for one run's shards on their way to a bucket, named after this
+    process so that a later run can tell a killed run's folder (its process gone) and
+    remove it; the caller removes its own with remove_staging_area()."""
+    _remove_abandoned_staging_areas()
+    return tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-")
+
+
+def remove_staging_area(folder: str) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_abandoned_staging_areas() -> None:
+    parent = tempfile.gettempdir()
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(STAGING_PREFIX):
+            continue
+        pid = name[len(STAGING_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process
+    return True
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A complete shard in a local staging folder, to be uploaded to `url`. A worker
+    process makes it; the main process uploads it (pipeline/uploads.py), so that the
+    worker goes on converting while the upload runs."""
+
+    local_path: str
+    url: str
+
+    def upload(self) -> None:
+        """Publish the object (only when complete, as remote.upload_file does), then
+        remove the local copy; the copy is removed on failure too."""
+        try:
+            remote.upload_file(self.local_path, self.url)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        shutil.rmtree(os.path.dirname(self.local_path), ignore_errors=True)
+
+
 class StagedShard:
-    """A shard for a bucket, written to a local temporary folder first (ShardFile: the
-    same blocks and running checksums as on disk) and uploaded whole by commit().
+    """A shard for a bucket, written to a local staging folder first (ShardFile: the
+    same blocks and running checksums as on disk, but left in the page cache) and
+    handed over by commit() as `staged`, for the caller to upload whole.
 
     Whole-file uploads are the client libraries' fastest path: against the test S3
     server, s3fs uploaded the 30 shards of 64 frames (523 MiB), two at a time, in 7.0 s
-    with put_file and in 12 s as streamed writes. A worker's upload overlaps the other
-    workers' conversion; each worker stages one shard at a time on local disk.
+    with put_file and in 12 s as streamed writes.
     """
 
-    def __init__(self, directory: str, name: str, sha256: bool = False):
+    def __init__(self, directory: str, name: str, sha256: bool = False, staging_area: str | None = None):
         self.final_path = remote.join(directory, name)
-        self._folder = tempfile.mkdtemp(prefix="csconv-upload-")
+        self.staged: Staged | None = None
+        self._folder = tempfile.mkdtemp(prefix="shard-", dir=staging_area)
         try:
-            self._local = local.ShardFile(self._folder, name, sha256=sha256)
+            self._local = local.ShardFile(self._folder, name, sha256=sha256, durable=False)
         except BaseException:
             shutil.rmtree(self._folder, ignore_errors=True)
             raise
@@ -177,9 +251,10 @@ class StagedShard:
     def commit(self) -> None:
         try:
             self._local.commit()
-            remote.upload_file(self._local.final_path, self.final_path)
-        finally:
+        except BaseException:
             shutil.rmtree(self._folder, ignore_errors=True)
+            raise
+        self.staged = Staged(self._local.final_path, self.final_path)
 
     def abort(self) -> None:
         try:
@@ -189,25 +264,33 @@ class StagedShard:
 
 
 class StagedUpload(local.AdoptedShardFile):
-    """AdoptedShardFile for a bucket: the library writes a local temporary file, which
-    commit() uploads (published only when complete) and removes."""
+    """AdoptedShardFile for a bucket: the library writes a file in a local staging
+    folder, which commit() checksums and hands over as `staged`, for the caller to upload."""
 
-    def __init__(self, directory: str, name: str, sha256: bool = False):
+    def __init__(self, directory: str, name: str, sha256: bool = False, staging_area: str | None = None):
+        self._staging_area = staging_area
         super().__init__(directory, name, sha256)
         self.final_path = remote.join(directory, name)
 
     def _make_temporary(self, directory: str, name: str) -> str:
-        fd, path = tempfile.mkstemp(prefix=f".{name}.", suffix=local.TEMP_SUFFIX)
-        os.close(fd)
+        folder = tempfile.mkdtemp(prefix="shard-", dir=self._staging_area)
+        path = os.path.join(folder, local.temp_name(name))
+        open(path, "wb").close()
         return path
 
     def commit(self) -> None:
         try:
             self.size = os.path.getsize(self.temp_path)
             self._digests = local.file_digests(self.temp_path, DIGESTS if self._sha256 else ("crc32c",))
-            remote.upload_file(self.temp_path, self.final_path)
-        finally:
+        except BaseException:
             self.abort()
+            raise
+        self.closed = True
+        self.staged = Staged(self.temp_path, self.final_path)
+
+    def abort(self) -> None:
+        self.closed = True
+        shutil.rmtree(os.path.dirname(self.temp_path), ignore_errors=True)
 
 
 _cache: dict[tuple[int, str], str] = {}

@@ -102,10 +102,18 @@ class ShardFile:
     page cache and at 1.2-1.8 GB/s with O_DIRECT, and a 1-worker conversion spent 0.5 s
     of system CPU instead of 1.7 s. Elsewhere the same blocks go
     through the page cache, flushed and dropped every _SYNC_EVERY bytes.
+
+    A shard staged for an upload (durable=False) is a scratch file read back at once: it
+    stays in the page cache, unsynced, and commit() only closes it, so the upload reads
+    memory rather than the disk the shard was just forced onto.
     """
 
-    def __init__(self, directory: str, name: str, sha256: bool = False, direct: bool = True):
+    staged = None  # committed in place: nothing left to upload (storage.StagedShard's is not)
+
+    def __init__(self, directory: str, name: str, sha256: bool = False, direct: bool = True, durable: bool = True):
         self.directory = directory
+        self.durable = durable
+        direct = direct and durable
         self.final_path = os.path.join(directory, name)
         self.temp_path = os.path.join(directory, temp_name(name))
         self.size = 0
@@ -219,6 +227,8 @@ class ShardFile:
                 self._leave_direct_mode()
         self._write_all(data)
         self._stored += length
+        if not self.durable:
+            return
         self._unsynced += length
         if self._unsynced >= _SYNC_EVERY:
             self._unsynced = 0
@@ -278,9 +288,10 @@ class ShardFile:
             # Cuts the padding of a last direct block, and whatever a refused direct
             # write may have left past the end before it was written again.
             os.ftruncate(self._fd, self.size)
-            _sync_data(self._fd)
-            if not self.direct and hasattr(os, "posix_fadvise"):
-                os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            if self.durable:
+                _sync_data(self._fd)
+                if not self.direct and hasattr(os, "posix_fadvise"):
+                    os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
         except OSError as error:
             raise self._write_error(error) from None
         self._helper.shutdown()
@@ -288,7 +299,7 @@ class ShardFile:
         # abort() close the number again (EBADF, or by then another file's descriptor).
         self.closed = True
         os.close(self._fd)
-        publish(self.temp_path, self.final_path)
+        publish(self.temp_path, self.final_path, durable=self.durable)
 
     def abort(self) -> None:
         self._helper.shutdown(wait=True, cancel_futures=True)
@@ -375,11 +386,13 @@ def file_digests(path: str, names) -> dict[str, str]:
         return digests_of(iter(lambda: f.read(8 << 20), b""), names)
 
 
-def publish(temp_path: str, final_path: str) -> None:
-    """Rename a complete temporary file to its final name, durably; an OutputError if refused."""
+def publish(temp_path: str, final_path: str, durable: bool = True) -> None:
+    """Rename a complete temporary file to its final name (durably: the folder synced too);
+    an OutputError if refused."""
     try:
         os.replace(temp_path, final_path)
-        sync_directory(os.path.dirname(final_path) or ".")
+        if durable:
+            sync_directory(os.path.dirname(final_path) or ".")
     except OSError as error:
         raise OutputError(
             f"{final_path}: cannot rename its temporary file into place ({describe_os_error(error)})"
@@ -484,6 +497,8 @@ class AdoptedShardFile:
     an interrupted run. commit() reads the closed file once for its size and checksums,
     so the manifest describes exactly the bytes on disk, whatever the library wrote.
     """
+
+    staged = None  # committed in place: nothing left to upload (storage.StagedUpload's is not)
 
     def __init__(self, directory: str, name: str, sha256: bool = False):
         self.directory = directory

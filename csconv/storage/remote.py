@@ -220,6 +220,26 @@ def remove(url: str) -> None:
     retrying(url, "remove", rm)
 
 
+def remove_all(urls: list[str]) -> None:
+    """Remove objects of one filesystem, those that are there, in as few requests as the
+    store allows (S3 and GCS: batches of up to 1,000 and 100)."""
+    if not urls:
+        return
+    fs, _ = filesystem(urls[0])
+    paths = [filesystem(url)[1] for url in urls]
+
+    def rm() -> bool:
+        try:
+            fs.rm(paths)
+        except FileNotFoundError:  # a filesystem that refuses a batch naming a missing object
+            return False
+        return True
+
+    if not retrying(urls[0], "remove", rm):
+        for url in urls:
+            remove(url)
+
+
 def check_bucket(url: str) -> None:
     """Fail now, as one line, when the bucket is missing or unreadable, not in a worker."""
     fs, path = filesystem(url)
