@@ -55,12 +55,19 @@ class Server:
                 self.process.wait()
 
 
-def start_s3(port: int | None = None) -> Server:
+def start_s3(port: int | None = None, request_log: str | None = None) -> Server:
+    """moto's S3 server; with `request_log`, the server's log of every request it serves
+    (one line each, method and path) goes to that file."""
     port = port or free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    log = open(request_log, "wb") if request_log else subprocess.DEVNULL
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL, stderr=log,
+        )
+    finally:
+        if request_log:
+            log.close()
     _wait_for_port(port, process)
     env = {
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",

@@ -7,10 +7,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -274,6 +276,41 @@ def test_server_stopped_mid_run_is_a_clean_error_and_nothing_partial(synthetic, 
     for name, data in seen.items():
         if name.endswith(".tfrecord"):
             assert data == local_run[name]
+
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "cityscapes-real"
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason=f"{REAL} is absent (the real frames are not redistributable)")
+def test_a_member_of_a_zip_in_a_bucket_costs_a_few_range_requests(tmp_path):
+    """The official zips are read in place: a 2.3 MB real image must cost a few requests
+    (csconv reads archives in a bucket through an 8 MiB read-ahead block), not one per
+    read zipfile makes. Counted by the server, from its own request log."""
+    log = tmp_path / "requests.log"
+    server = start_s3(request_log=str(log))
+    try:
+        fs = fsspec.filesystem("s3", skip_instance_cache=True, endpoint_url=server.endpoint, key="testing",
+                               secret="testing")
+        bucket = new_bucket(fs, "s3")
+        zips = tmp_path / "zips"
+        make_archives(REAL, zips, splits=("train",))
+        upload_tree(fs, zips, bucket + "/zips")
+        images = [name for name in zipfile.ZipFile(zips / "leftImg8bit_trainvaltest.zip").namelist()
+                  if name.startswith("leftImg8bit/train/")]
+        assert len(images) == 4
+        before = log.stat().st_size
+        csconv("--cityscapes_root", bucket + "/zips", "--output_dir", str(tmp_path / "out"), "--splits", "train",
+               "--workers", "1", "--quiet", **server.env)
+        with open(log, "rb") as f:
+            f.seek(before)
+            served = f.read().decode(errors="replace").splitlines()
+    finally:
+        server.stop()
+    archive_path = bucket.split("://", 1)[1] + "/zips/leftImg8bit_trainvaltest.zip"
+    plain = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in served]  # werkzeug colours some lines
+    gets = [line for line in plain if f'"GET /{archive_path} ' in line]
+    # The central directory takes about three reads, the four images (9.6 MB) two.
+    assert 1 <= len(gets) <= len(images) + 3, "\n".join(gets)
 
 
 # --- GCS -----------------------------------------------------------------------------------------------
