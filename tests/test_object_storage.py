@@ -278,6 +278,61 @@ def test_server_stopped_mid_run_is_a_clean_error_and_nothing_partial(synthetic, 
             assert data == local_run[name]
 
 
+def lock_record(host: str, pid: int, renewed: float) -> bytes:
+    return json.dumps({"host": host, "pid": pid, "renewed": renewed, "token": "0"}).encode()
+
+
+def dead_pid() -> int:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(gone.stdout)
+
+
+@pytest.mark.parametrize("protocol", ["s3", "gs"])
+def test_a_second_run_into_a_locked_bucket_folder_is_refused(s3, gcs, synthetic, protocol):
+    from csconv.pipeline.bucket_lock import bucket_lock
+
+    fs = s3fs_client() if protocol == "s3" else gcs_client()
+    out = new_bucket(fs, protocol) + "/out"
+    options = ["--storage_options", GCS_OPTIONS] if protocol == "gs" else []
+    args = ["--cityscapes_root", str(synthetic("tiny").raw), "--output_dir", out, "--quiet", *options]
+    from csconv import storage
+
+    storage.configure({"token": "anon"} if protocol == "gs" else {})
+    try:
+        with bucket_lock(out, 0.0):  # held by this live process, as a run on this host would
+            assert set(objects(fs, out)) == {".csconv.lock"}
+            done = csconv(*args, check=False)
+            assert done.returncode == 2, done.stderr
+            [line] = error_lines(done.stderr)
+            assert f"{out}: another csconv run is writing to this folder (process {os.getpid()} on " in line
+            assert set(objects(fs, out)) == {".csconv.lock"}  # nothing written
+    finally:
+        storage.configure({})
+    assert objects(fs, out) == {}  # released: removed
+    csconv(*args)
+    assert ".csconv.lock" not in objects(fs, out) and "train-00000-of-00010.tfrecord" in objects(fs, out)
+
+
+def test_an_abandoned_bucket_lock_is_taken_over_and_a_live_one_is_not(s3, synthetic):
+    import socket
+
+    fs = s3fs_client()
+    out = new_bucket(fs, "s3") + "/out"
+    lock = out.split("://", 1)[1] + "/.csconv.lock"
+    args = ["--cityscapes_root", str(synthetic("tiny").raw), "--output_dir", out, "--quiet", "--overwrite"]
+    abandoned = {
+        "its process gone, on this host": lock_record(socket.gethostname(), dead_pid(), time.time()),
+        "not renewed for 10 minutes, elsewhere": lock_record("another-host", 1, time.time() - 600),
+    }
+    for why, record in abandoned.items():
+        fs.pipe_file(lock, record)
+        csconv(*args)  # fails the test if refused
+        assert ".csconv.lock" not in objects(fs, out), why
+    fs.pipe_file(lock, lock_record("another-host", 1, time.time()))  # renewed just now
+    done = csconv(*args, check=False)
+    assert done.returncode == 2 and "process 1 on another-host" in done.stderr
+
+
 REAL = Path(__file__).resolve().parents[2] / "shared" / "cityscapes-real"
 
 

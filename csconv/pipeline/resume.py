@@ -25,6 +25,7 @@ from dataclasses import asdict
 from .. import __version__, storage
 from ..core.errors import CsconvError
 from ..storage import DIGESTS
+from .bucket_lock import LOCK_NAME, bucket_lock
 
 try:
     import fcntl
@@ -122,9 +123,8 @@ def proves_complete(output_dir: str, entry: dict | None, expected_fingerprint: s
         return False
 
 
-# Where the output folder cannot be flocked (Windows), this hidden file in it is locked
-# instead; it is removed when the run ends.
-LOCK_NAME = ".csconv.lock"
+# Where the output folder cannot be flocked (Windows), the hidden file LOCK_NAME in it is
+# locked instead; it is removed when the run ends.
 # flock errors that mean "this file system cannot lock", not "someone else holds the lock":
 # NFS gives ENOLCK without a lock daemon, and EBADF where flock is emulated by a write
 # lock, which a read-only descriptor cannot take.
@@ -143,11 +143,12 @@ def output_lock(output_dir: str):
     folder stays locked while any of them is alive, even if the main process was killed.
     Where the file system cannot lock (NFS without a lock daemon): a warning, no lock.
     Windows: msvcrt.locking on LOCK_NAME in the folder. Elsewhere: LOCK_NAME, created
-    exclusively and holding the process id.
+    exclusively and holding the process id. In a bucket: the object LOCK_NAME, created
+    exclusively and renewed while the run writes (bucket_lock.py).
     """
     if storage.is_url(output_dir):
-        # Object stores have no locks; a second run into the same prefix is not detected.
-        yield
+        with bucket_lock(output_dir, LOCK_WAIT_SECONDS):
+            yield
         return
     if fcntl is not None:
         with _flock(output_dir):

@@ -24,7 +24,7 @@ from .remote import StorageError, configure, is_url
 __all__ = [
     "DIGESTS", "OutputError", "StorageError", "configure", "is_url", "join", "basename",
     "list_names", "is_dir", "is_file", "file_size", "read_bytes", "remove", "remove_all", "make_output_dir",
-    "write_atomically", "file_digests", "open_shard_file", "open_adopted_shard", "local_copy",
+    "write_atomically", "create_exclusively", "file_digests", "open_shard_file", "open_adopted_shard", "local_copy",
 ]
 
 
@@ -121,6 +121,24 @@ def write_atomically(path: str, data: bytes) -> None:
     (remote.write_atomically if is_url(path) else local.write_atomically)(path, data)
 
 
+def create_exclusively(path: str, data: bytes) -> bool | None:
+    """Create a small object (or file) holding `data` only if none is there: True if
+    created, False if one was there, None if this store cannot create exclusively."""
+    if is_url(path):
+        return remote.create_exclusively(path, data)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    except OSError as error:
+        raise OutputError(f"{path}: cannot create ({describe_os_error(error)})") from None
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    return True
+
+
 def file_digests(path: str, names) -> dict[str, str]:
     """The named checksums of a file or object; for an object, the store's own CRC32C
     when it keeps one."""
@@ -185,18 +203,8 @@ def _remove_abandoned_staging_areas() -> None:
         if not name.startswith(STAGING_PREFIX):
             continue
         pid = name[len(STAGING_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _process_exists(int(pid)):
+        if pid.isdigit() and not local.process_exists(int(pid)):
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # someone else's process
-    return True
 
 
 @dataclass(frozen=True)

@@ -386,6 +386,17 @@ def file_digests(path: str, names) -> dict[str, str]:
         return digests_of(iter(lambda: f.read(8 << 20), b""), names)
 
 
+def process_exists(pid: int) -> bool:
+    """Whether a process of this id runs on this machine (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def publish(temp_path: str, final_path: str, durable: bool = True) -> None:
     """Rename a complete temporary file to its final name (durably: the folder synced too);
     an OutputError if refused."""

@@ -308,6 +308,24 @@ def upload_file(local_path: str, url: str) -> None:
     retrying(url, "upload", lambda: fs.put_file(local_path, path))
 
 
+def create_exclusively(url: str, data: bytes) -> bool | None:
+    """One PUT that creates the object only if none is there (S3: If-None-Match: *, GCS:
+    ifGenerationMatch=0): True if created, False if one was there, None when the
+    filesystem has no exclusive create."""
+    fs, path = filesystem(url)
+
+    def put() -> bool | None:
+        try:
+            fs.pipe_file(path, data, mode="create")
+        except FileExistsError:
+            return False
+        except (TypeError, NotImplementedError, ValueError):
+            return None
+        return True
+
+    return retrying(url, "create", put)
+
+
 def write_atomically(url: str, data: bytes) -> None:
     """A small object (manifest, completion record) published whole or not at all."""
     fs, path = filesystem(url)
