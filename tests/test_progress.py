@@ -30,6 +30,29 @@ def test_plain_lines_when_not_a_terminal():
     assert lines[-1].startswith("csconv: 4/4 frames (100%),") and "frames/s, ETA 0 s" in lines[-1]
 
 
+def test_shards_waiting_for_their_upload_are_shown_after_the_last_frame():
+    stream = io.StringIO()
+    progress = Progress(total=2, stream=stream, every_seconds=0)
+    progress.advance(2)
+    progress.uploading(3)
+    progress.tick()
+    progress.uploading(1)
+    progress.tick()
+    progress.uploading(0)
+    progress.tick()
+    lines = stream.getvalue().splitlines()
+    assert lines[1].startswith("csconv: 2/2 frames (100%)") and lines[1].endswith("; 3 shards uploading")
+    assert lines[2].endswith("; 1 shard uploading")
+    assert "uploading" not in lines[3]
+
+    terminal = FakeTerminal()
+    bar = Progress(total=2, stream=terminal)
+    bar.advance(2)
+    bar.uploading(2)
+    assert "2 shards uploading" in terminal.getvalue()
+    bar.close()
+
+
 def test_quiet_prints_nothing():
     stream = io.StringIO()
     progress = Progress(total=3, enabled=False, stream=stream, every_seconds=0)

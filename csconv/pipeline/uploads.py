@@ -70,6 +70,11 @@ class Uploads:
         self.check()
 
     @property
+    def staged(self) -> int:
+        """Shards staged and not yet published."""
+        return self._staged
+
+    @property
     def busy(self) -> bool:
         """Whether a shard is staged and not yet published."""
         return self._staged > 0

@@ -118,10 +118,10 @@ def run(jobs: list[ShardJob], workers: int, progress: Progress, done: list | Non
         if workers <= 1 or len(jobs) <= 1:
             for job in jobs_by_size:
                 while not uploads.room():
-                    uploads.wait(0.1)
+                    _wait_for_uploads(uploads, progress)
                 uploads.add(write_shard(job, report=progress.advance))
             while uploads.busy:
-                uploads.wait(0.1)
+                _wait_for_uploads(uploads, progress)
         else:
             _run_parallel(jobs_by_size, workers, progress, uploads)
         uploads.finish()
@@ -129,6 +129,12 @@ def run(jobs: list[ShardJob], workers: int, progress: Progress, done: list | Non
         uploads.abandon()
         raise
     return sorted(done, key=lambda r: (r.split, r.index))
+
+
+def _wait_for_uploads(uploads: Uploads, progress: Progress) -> None:
+    uploads.wait(0.1)
+    progress.uploading(uploads.staged)
+    progress.tick()
 
 
 # How long the main process waits for killed workers to be gone before it lets the
@@ -165,10 +171,11 @@ def _run_parallel(jobs: list[ShardJob], workers: int, progress: Progress, upload
                     raise_if_signalled()
                     uploads.check()
                     if not pending:
-                        uploads.wait(0.1)
+                        _wait_for_uploads(uploads, progress)
                         continue
                     finished, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
                     _read_progress(reader, progress, writing)
+                    progress.uploading(uploads.staged)
                     error, broken = None, False
                     for future in finished:
                         del pending[future]
