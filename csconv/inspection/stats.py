@@ -7,12 +7,10 @@ summed over the frames. `--plot` draws the shares as a bar chart with Pillow.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core.discover import parse_splits
 from ..core.labels import IGNORE_LABEL, NUM_TRAIN_CLASSES, train_id_palette
 from .preview import TRAIN_NAMES, _font, iter_split, label_divisor, label_maps
 from ..pipeline.manifest import load as load_manifest
