@@ -24,7 +24,8 @@ from .remote import StorageError, configure, is_url
 __all__ = [
     "DIGESTS", "OutputError", "StorageError", "configure", "is_url", "join", "basename",
     "list_names", "is_dir", "is_file", "file_size", "read_bytes", "remove", "remove_all", "make_output_dir",
-    "write_atomically", "create_exclusively", "file_digests", "open_shard_file", "open_adopted_shard", "local_copy",
+    "write_atomically", "create_exclusively", "write_file_unsynced", "sync_file_system", "list_files",
+    "file_digests", "open_shard_file", "open_adopted_shard", "local_copy",
 ]
 
 
@@ -137,6 +138,40 @@ def create_exclusively(path: str, data: bytes) -> bool | None:
     finally:
         os.close(fd)
     return True
+
+
+def write_file_unsynced(path: str, data) -> None:
+    """One of a run's many small files (the prework's), published only complete: locally
+    renamed into place without an fsync (the run syncs its file system once at its end,
+    sync_file_system); in a bucket, one object uploaded as write_atomically does."""
+    if is_url(path):
+        remote.write_atomically(path, bytes(data))
+    else:
+        local.write_file_unsynced(path, data)
+
+
+def sync_file_system(path: str) -> None:
+    """Everything written under the local folder `path` onto stable storage; for a bucket
+    nothing: an object is durable once its upload is published."""
+    if not is_url(path):
+        local.sync_file_system(path)
+
+
+def list_files(directory: str) -> dict[str, dict]:
+    """Every file below a folder or bucket prefix, by path: {path: {"size", "crc32c"}},
+    crc32c the store's own where its listing carries one (GCS), else None. A bucket is
+    listed in one (paginated) listing, never a request per object."""
+    if is_url(directory):
+        return remote.find_objects(directory)
+    found = {}
+    for folder, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                found[path] = {"size": os.path.getsize(path), "crc32c": None}
+            except OSError:
+                pass  # gone meanwhile
+    return found
 
 
 def file_digests(path: str, names) -> dict[str, str]:

@@ -208,6 +208,37 @@ def find_files(url: str) -> list[str]:
     return [base + found[len(root):] for found in retrying(url, "list", listing) if found.startswith(root + "/")]
 
 
+def find_objects(url: str) -> dict[str, dict]:
+    """find_files() with each object's size, and its CRC32C (8 hex digits) where the
+    listing carries the store's own (GCS): {url: {"size": int, "crc32c": str | None}}."""
+    fs, path = filesystem(url)
+    base, root = url.rstrip("/"), path.rstrip("/")
+
+    def listing():
+        fs.invalidate_cache(root)
+        try:
+            return fs.find(root, detail=True)
+        except FileNotFoundError:
+            return {}
+
+    found = {}
+    for name, details in retrying(url, "list", listing).items():
+        if name.startswith(root + "/") and details.get("type", "file") == "file":
+            found[base + name[len(root):]] = {"size": int(details.get("size") or 0),
+                                             "crc32c": _stored_crc32c(details)}
+    return found
+
+
+def _stored_crc32c(details: dict) -> str | None:
+    stored = details.get("crc32c")
+    if isinstance(stored, str):
+        try:
+            return base64.b64decode(stored).hex()  # GCS: base64 of the big-endian value
+        except ValueError:
+            return None
+    return None
+
+
 def remove(url: str) -> None:
     fs, path = filesystem(url)
 
@@ -255,12 +286,9 @@ def check_bucket(url: str) -> None:
 def crc32c_of(url: str) -> str:
     """The object's CRC32C as csconv writes it (8 hex digits): the store's own when it
     keeps one (GCS), else by reading the object once."""
-    stored = (info(url) or {}).get("crc32c")
-    if isinstance(stored, str):
-        try:
-            return base64.b64decode(stored).hex()  # GCS: base64 of the big-endian value
-        except ValueError:
-            pass
+    stored = _stored_crc32c(info(url) or {})
+    if stored is not None:
+        return stored
     return digests_by_reading(url, ("crc32c",))["crc32c"]
 
 
@@ -282,17 +310,20 @@ def open_archive(url: str):
 
 def abort_stale_uploads(directory_url: str, names) -> int:
     """Abort the S3 multipart uploads a killed run left for `names` in the folder (they
-    hold storage, invisibly); other stores expire theirs. Returns how many were aborted."""
+    hold storage, invisibly); a name ending in "/" stands for everything under it. Other
+    stores expire theirs. Returns how many were aborted."""
     if protocol_of(directory_url) not in ("s3", "s3a"):
         return 0
     fs, path = filesystem(directory_url)
     bucket, _, prefix = path.partition("/")
     keys = {posixpath.join(prefix, name) if prefix else name for name in names}
+    folders = tuple(key for key in keys if key.endswith("/"))
     aborted = 0
     try:
         uploads = fs.list_multipart_uploads(bucket)
         for upload in uploads:
-            if upload.get("Key") in keys:
+            key = upload.get("Key")
+            if key in keys or (folders and str(key).startswith(folders)):
                 fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
                 aborted += 1
     except Exception:  # noqa: BLE001 - a store without the call, or no right to it: not the run's business
