@@ -357,9 +357,22 @@ def create_exclusively(url: str, data: bytes) -> bool | None:
     return retrying(url, "create", put)
 
 
+# Stores whose own one-request upload publishes an object only complete: S3's PutObject
+# (s3fs multiparts only above 100 MB, completed at the end) and GCS's simple upload
+# (resumable above 50 MB, finalised at the end). A small object goes in one request
+# there, instead of the three of an upload with autocommit=False (start, part, commit):
+# the prework writes thousands of small files.
+ONE_REQUEST_UPLOADS = {"s3", "s3a", "gs", "gcs"}
+
+
 def write_atomically(url: str, data: bytes) -> None:
-    """A small object (manifest, completion record) published whole or not at all."""
+    """A small object (manifest, completion record, prework file) published whole or not
+    at all. Where the upload is one request (ONE_REQUEST_UPLOADS) a transient failure
+    sends it again."""
     fs, path = filesystem(url)
+    if protocol_of(url) in ONE_REQUEST_UPLOADS:
+        retrying(url, "upload", lambda: fs.pipe_file(path, data))
+        return
     upload = retrying(url, "start an upload", lambda: fs.open(path, "wb", autocommit=False))
     try:
         upload.write(data)
