@@ -219,15 +219,15 @@ class GtFine:
 
     def has_split(self, split: str) -> bool:
         if self.members is None:
-            return os.path.isdir(os.path.join(self.base.path, split))
+            return storage.is_dir(storage.join(self.base.path, split))
         return any(member.split("/")[1] == split for member in self.members)
 
     def splits(self) -> list[str]:
         """The split folders it holds, sorted (names starting with a dot left out, as by glob)."""
         if self.members is None:
             base = self.base.path
-            return sorted(name for name in os.listdir(base)
-                          if not name.startswith(".") and os.path.isdir(os.path.join(base, name)))
+            return sorted(name for name in storage.list_names(base)
+                          if not name.startswith(".") and storage.is_dir(storage.join(base, name)))
         return sorted({member.split("/")[1] for member in self.members})
 
     def files(self, split: str) -> list[tuple[Location, str, str]]:
@@ -237,7 +237,15 @@ class GtFine:
         dot are left out.
         """
         found = []
-        if self.members is None:
+        if self.members is None and remote.is_url(self.base.path):
+            # A bucket: one listing of the whole split, never a request per city or file.
+            split_url = remote.join(self.base.path, split)
+            for url in remote.find_files(split_url):
+                parts = url[len(split_url) + 1:].split("/")
+                if len(parts) == 2 and not parts[0].startswith(".") and parts[1] and not parts[1].startswith("."):
+                    found.append((Location(url), parts[0], parts[1]))
+            found.sort(key=lambda item: item[0].path)
+        elif self.members is None:
             split_dir = os.path.join(self.base.path, split)
             for city in os.listdir(split_dir) if os.path.isdir(split_dir) else ():
                 city_dir = os.path.join(split_dir, city)
@@ -255,16 +263,16 @@ class GtFine:
 
 
 def open_gtfine(root: str, annotations: str | AnnotationSet = FINE) -> GtFine:
-    """gtFine/ (gtCoarse/) in `root`, or else its official archive there."""
+    """gtFine/ (gtCoarse/) in `root`, or else its official archive there; `root` may be a URL."""
     annotations = annotation_set(annotations)
-    if not os.path.isdir(root):
+    if not storage.is_dir(root):
         raise CsconvError(f"{root}: Cityscapes root does not exist or is not a folder")
     top = annotations.folder
-    folder = os.path.join(root, top)
-    if os.path.isdir(folder):
+    folder = storage.join(root, top)
+    if storage.is_dir(folder):
         return GtFine(Location(folder), annotations=annotations)
-    archive = os.path.join(root, annotations.archive)
-    if os.path.isfile(archive):
+    archive = storage.join(root, annotations.archive)
+    if storage.is_file(archive):
         return GtFine(Location(archive, top), _annotation_members(archive, top), annotations)
     raise InputError(root, f"no {top}/ folder and no {annotations.archive}; is this a Cityscapes root?")
 
