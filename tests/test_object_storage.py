@@ -424,13 +424,6 @@ def test_read_preview_and_stats_from_a_bucket(s3, synthetic, tmp_path):
     assert (tmp_path / "bucket.png").read_bytes() == (tmp_path / "disk.png").read_bytes()
 
 
-def test_prework_refuses_urls_in_one_line(tmp_path):
-    done = csconv("prework", "--cityscapes_root", "s3://bucket/cityscapes", "--output_root", str(tmp_path), check=False)
-    assert done.returncode == 2
-    [line] = error_lines(done.stderr)
-    assert "s3://bucket/cityscapes: the prework reads and writes local folders only" in line
-
-
 def test_tree_in_memory_converts_like_a_local_one(synthetic, local_run):
     """A tree under memory:// is listed and re-rooted on the URL as given: memory://'s own
     paths carry a leading slash that s3:// and gs:// paths do not."""

@@ -22,9 +22,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "(--gt-json-file O/cityscapes_panoptic_val.json).",
     )
     parser.add_argument(
-        "--cityscapes_root", required=True, help="Cityscapes root holding gtFine/ (or gtFine_trainvaltest.zip)"
+        "--cityscapes_root", required=True,
+        help="Cityscapes root holding gtFine/ (or gtFine_trainvaltest.zip); a folder or a URL such as s3://bucket/cityscapes",
     )
-    parser.add_argument("--output_dir", required=True, help="folder for the JSON files and PNG folders (created if missing)")
+    parser.add_argument(
+        "--output_dir", required=True,
+        help="folder for the JSON files and PNG folders (created if missing), or a URL such as gs://bucket/gt",
+    )
     parser.add_argument(
         "--splits", default=None,
         help="comma-separated splits (default: every one of train,val,test that has *_instanceIds.png); "

@@ -13,7 +13,7 @@ from ..core.prework import DEFAULT_KINDS, Kind
 from ..core.sources import FINE, parse_annotation_sets
 from ..prework import PreworkSummary, prework
 from . import registry
-from .flags import bool_flag, positive_int
+from .flags import bool_flag, positive_int, storage_options_flag
 from .warning_lines import warnings_as_lines
 
 
@@ -47,6 +47,7 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         f"(a decompression bomb; default {DEFAULT_MAX_PIXELS:,}, Pillow's limit; a Cityscapes frame has 2,097,152)",
     )
     bool_flag(parser, "quiet", False, "no progress lines and no summary")
+    storage_options_flag(parser)
     bool_flag(parser, "debug", False, "show tracebacks")
 
 
@@ -61,16 +62,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "*_gtCoarse_labelTrainIds.png beside every gtCoarse/<split>/<city>/*_gtCoarse_polygons.json, as "
         "csCreateTrainIdLabelImgs does. Into the Cityscapes root, as cityscapesscripts does, "
         "or mirrored under --output_root. A file this run would write that is already there is refused unless "
-        "--overwrite; --resume finishes an interrupted run.",
+        "--overwrite; --resume finishes an interrupted run. The root and --output_root may be URLs "
+        "(gs://, s3://, memory://, ...).",
     )
     parser.add_argument(
         "--cityscapes_root", required=True,
         help="Cityscapes root holding gtFine/ (and gtCoarse/), or the folder holding gtFine_trainvaltest.zip "
-        "(gtCoarse.zip) (then --output_root)",
+        "(gtCoarse.zip) (then --output_root); a folder or a URL such as gs://bucket/cityscapes",
     )
     parser.add_argument(
         "--output_root",
-        help="write under this folder (gtFine/... as inside the root) instead of into the Cityscapes root",
+        help="write under this folder or URL (gtFine/... as inside the root) instead of into the Cityscapes root",
     )
     parser.add_argument(
         "--annotations", default=FINE.name,
@@ -108,7 +110,7 @@ def run_with(args, kinds, output_root: str | None, panoptic_only_layout: bool = 
         summary = prework(
             args.cityscapes_root, output_root, kinds, splits, args.workers, args.overwrite, args.resume,
             compress_level, show_progress=not args.quiet, panoptic_only_layout=panoptic_only_layout,
-            annotations=annotations, max_pixels=args.max_pixels,
+            annotations=annotations, max_pixels=args.max_pixels, storage_options=args.storage_options,
         )
     if not args.quiet:
         print_summary(summary, output_root or args.cityscapes_root)

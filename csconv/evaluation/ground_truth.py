@@ -23,12 +23,14 @@ def eval_gt(
     compress_level: int | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    storage_options: dict | None = None,
 ) -> dict[str, int]:
     """Panoptic ground truth for the given splits (default: every split holding instanceIds);
-    frames per split. compress_level None: Pillow's default save, csCreatePanopticImgs's bytes."""
+    frames per split. compress_level None: Pillow's default save, csCreatePanopticImgs's bytes.
+    Either folder may be a URL (gs://, s3://, memory://, ...); storage_options go to fsspec."""
     check_compress_level(compress_level)
     summary = prework(
         cityscapes_root, output_dir, (Kind.PANOPTIC,), splits, workers, overwrite, resume, compress_level,
-        panoptic_only_layout=True,
+        panoptic_only_layout=True, storage_options=storage_options,
     )
     return {split: counts[Kind.PANOPTIC.value] for split, counts in summary.counts.items()}

@@ -1,14 +1,15 @@
-"""One frame's prework, in a worker process: read its annotation files, write its outputs."""
+"""One frame's prework, in a worker process: read its annotation files, write its outputs
+(files beside a hidden temporary renamed into place, or objects each uploaded whole)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import storage
 from ..core.panoptic_gt import JsonEntries
 from ..core.png import set_max_pixels
 from ..core.prework import panoptic_files, polygon_files
 from ..core.sources import read_file
-from ..storage.local import write_file_unsynced
 from .plan import FrameTask
 from .records import file_entry
 
@@ -22,6 +23,8 @@ class FrameDone:
 
 def make_frame(task: FrameTask) -> FrameDone:
     previous_max_pixels = set_max_pixels(task.max_pixels)
+    # Set here, in the process that writes: a spawned worker does not inherit the parent's.
+    storage.configure(task.storage_options)
     try:
         return _make_frame(task)
     finally:
@@ -42,6 +45,6 @@ def _make_frame(task: FrameTask) -> FrameDone:
     files = {}
     for kind, path in task.outputs:
         data = contents[kind]
-        write_file_unsynced(path, data)
+        storage.write_file_unsynced(path, data)
         files[path] = file_entry(data)
     return FrameDone(task.key, files, entries)

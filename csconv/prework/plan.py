@@ -8,6 +8,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 
+from .. import storage
 from ..core.errors import InputError
 from ..core.panoptic_gt import panoptic_png_name, split_names
 from ..core.prework import (
@@ -20,7 +21,8 @@ from ..core.sources import FINE, GtFine, Location
 
 @dataclass(frozen=True)
 class Layout:
-    """Where the outputs go. `root` holds the manifest; records name files relative to it."""
+    """Where the outputs go. `root` holds the manifest; records name files relative to it.
+    Any of them may be a URL (a bucket prefix): paths are made with storage.join."""
 
     root: str
     labels_root: str  # label files go to <labels_root>/<gtFine or gtCoarse>/<split>/<city>/, beside the polygons
@@ -30,7 +32,7 @@ class Layout:
     def cityscapes(cls, root: str) -> "Layout":
         """As cityscapesscripts writes into a Cityscapes root: labels beside their polygons,
         the panoptic files inside gtFine/."""
-        return cls(root, root, os.path.join(root, FINE.folder))
+        return cls(root, root, storage.join(root, FINE.folder))
 
     @classmethod
     def panoptic_only(cls, folder: str) -> "Layout":
@@ -38,17 +40,19 @@ class Layout:
         return cls(folder, folder, folder)
 
     def label_file(self, folder: str, split: str, city: str, polygons_name: str, kind: Kind) -> str:
-        return os.path.join(self.labels_root, folder, split, city, label_file_name(polygons_name, kind))
+        return storage.join(self.labels_root, folder, split, city, label_file_name(polygons_name, kind))
 
     def panoptic_file(self, split: str, kind: Kind, instance_ids_name: str) -> str:
         _, folder = split_names(split, kind.train_ids)
-        return os.path.join(self.panoptic_dir, folder, panoptic_png_name(instance_ids_name))
+        return storage.join(self.panoptic_dir, folder, panoptic_png_name(instance_ids_name))
 
     def panoptic_json(self, split: str, kind: Kind) -> str:
         name, _ = split_names(split, kind.train_ids)
-        return os.path.join(self.panoptic_dir, name)
+        return storage.join(self.panoptic_dir, name)
 
     def relative(self, path: str) -> str:
+        if storage.is_url(self.root):
+            return path[len(self.root.rstrip("/")) + 1:]
         return os.path.relpath(path, self.root).replace(os.sep, "/")
 
 
@@ -69,6 +73,8 @@ class FrameTask:
     # run, or (--resume) only those whose JSON is still to be written.
     json_kinds: tuple[Kind, ...] = ()
     max_pixels: int = DEFAULT_MAX_PIXELS  # the most pixels an input may claim (png.set_max_pixels)
+    # For URLs, as --storage_options: a worker process configures its storage with them.
+    storage_options: dict = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,8 @@ class Plan:
 
     @property
     def directories(self) -> set[str]:
-        return {os.path.dirname(path) for path in self.paths()}
+        """The local folders the files go to (a bucket has none to make)."""
+        return {os.path.dirname(path) for path in self.paths() if not storage.is_url(path)}
 
     def paths(self) -> list[str]:
         return [path for task in self.frames for _, path in task.outputs] + [j.path for j in self.jsons]
@@ -106,7 +113,7 @@ class MissingInputWarning(UserWarning):
 
 def make_plan(
     trees: list[GtFine], layout: Layout, kinds, splits: list[str] | None, compress_level: int | None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS, storage_options: dict | None = None,
 ) -> Plan:
     """Every output of `kinds` for `splits` of each annotation tree (default: every split of
     its set that the tree holds: train, val, test for gtFine; train, val, train_extra for
@@ -123,7 +130,8 @@ def make_plan(
         else:
             tree_splits = [split for split in splits if tree.has_split(split)
                            or not any(other.has_split(split) for other in trees)]
-        _plan_tree(plan, tree, tree_splits, splits is not None, layout, kinds, compress_level, max_pixels)
+        _plan_tree(plan, tree, tree_splits, splits is not None, layout, kinds, compress_level, max_pixels,
+                   dict(storage_options or {}))
     if not plan.frames:
         polygon_kinds = [kind for kind in kinds if kind.from_polygons]
         patterns = [pattern for wanted, pattern in ((polygon_kinds, POLYGONS_PATTERN),
@@ -133,7 +141,7 @@ def make_plan(
 
 
 def _plan_tree(plan: Plan, tree: GtFine, splits: list[str], named: bool, layout: Layout, kinds,
-               compress_level: int | None, max_pixels: int) -> None:
+               compress_level: int | None, max_pixels: int, storage_options: dict) -> None:
     folder = tree.annotations.folder
     polygon_kinds = [kind for kind in kinds if kind.from_polygons]
     panoptic_kinds = [kind for kind in kinds if not kind.from_polygons] if tree.annotations is FINE else []
@@ -174,6 +182,7 @@ def _plan_tree(plan: Plan, tree: GtFine, splits: list[str], named: bool, layout:
                 compress_level=compress_level,
                 json_kinds=tuple(panoptic_kinds) if instance is not None else (),
                 max_pixels=max_pixels,
+                storage_options=storage_options,
             ))
         if instance_ids and panoptic_kinds:
             keys = tuple(instance_ids)  # in path order, as listed

@@ -2,10 +2,17 @@
 JSONs, sync once, write the manifest.
 
 Failure behaviour, as conversion's: every file appears under its final name only
-complete (written beside it under a hidden temporary name, then renamed); a file this
-run would write that is already there is refused unless --overwrite; --resume keeps
-what the records prove complete (records.py); SIGINT / SIGTERM stop the workers, remove
-the temporary files and raise resume.RunInterrupted (counting frames).
+complete (written beside it under a hidden temporary name, then renamed; in a bucket,
+uploaded whole by storage.write_atomically); a file this run would write that is
+already there is refused unless --overwrite; --resume keeps what the records prove
+complete (records.py); SIGINT / SIGTERM stop the workers, remove the temporary files
+(a bucket: abort the S3 uploads left unfinished) and raise resume.RunInterrupted
+(counting frames).
+
+Input and output may be URLs (gs://, s3://, memory://, ...). A bucket output is looked
+at once, with one recursive listing of the output prefix (records.Listing): the files
+already there, the journal segments and the sizes --resume checks; never a request per
+planned file.
 """
 
 from __future__ import annotations
@@ -20,8 +27,7 @@ from ..core.panoptic_gt import json_document
 from ..core.png import DEFAULT_MAX_PIXELS, check_max_pixels
 from ..core.prework import DEFAULT_KINDS, Kind
 from ..core.sources import FINE, annotation_set, open_gtfine
-from ..storage.local import sync_file_system, temp_name, write_file_unsynced
-from ..pipeline.output_folder import make_output_dir, remove_file
+from ..storage.local import temp_name
 from ..pipeline.progress import Progress
 from ..pipeline.resume import output_lock
 from . import records
@@ -53,6 +59,7 @@ def prework(
     panoptic_only_layout: bool = False,
     annotations=(FINE,),
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    storage_options: dict | None = None,
 ) -> PreworkSummary:
     """Write the cityscapesscripts prework outputs of `kinds` (default: DeepLab2's tree;
     with coarse annotations alone, labelTrainIds) for the `annotations` sets ("fine",
@@ -61,17 +68,16 @@ def prework(
     Into the Cityscapes root itself, as cityscapesscripts does, or mirrored under
     `output_root` (needed when the root holds the zip archives). With
     `panoptic_only_layout` (eval-gt), the panoptic JSONs and folders go straight into
-    `output_root`.
+    `output_root`. Either may be a URL (gs://, s3://, memory://, ...); storage_options
+    go to fsspec.
     """
     if overwrite and resume:
         raise CsconvError("--overwrite and --resume exclude each other")
     if workers < 1:
         raise CsconvError("--workers must be at least 1")
-    for where in (cityscapes_root, output_root):
-        if where is not None and storage.is_url(where):
-            # Its resume journal is appended to, which objects cannot be; not built yet.
-            raise CsconvError(f"{where}: the prework reads and writes local folders only, not URLs (yet); "
-                              "copy the annotations locally, or convert straight from the bucket with `csconv`")
+    storage.configure(storage_options)
+    if any(storage.in_this_process_only(where) for where in (cityscapes_root, output_root) if where):
+        workers = 1  # worker processes would each see their own, empty, memory://
     annotations = tuple(dict.fromkeys(annotation_set(name) for name in annotations))
     if not annotations:
         raise CsconvError("--annotations names no annotations")
@@ -88,23 +94,30 @@ def prework(
                 )
         output_root = cityscapes_root
     layout = Layout.panoptic_only(output_root) if panoptic_only_layout else Layout.cityscapes(output_root)
-    plan = make_plan(trees, layout, kinds, splits, compress_level, max_pixels)
+    plan = make_plan(trees, layout, kinds, splits, compress_level, max_pixels, storage_options)
     run_fingerprint = records.fingerprint(compress_level)
 
-    make_output_dir(output_root)
+    storage.make_output_dir(output_root)
     with output_lock(output_root):
         for directory in sorted(plan.directories):
-            make_output_dir(directory)
-        existing = _remove_temporaries_and_list(plan)
+            storage.make_output_dir(directory)
+        listing = None
+        if storage.is_url(output_root):
+            # What a killed run's unfinished uploads hold, then one listing of the prefix.
+            storage.remove_leftovers(output_root, _leftover_names(plan, layout))
+            listing = records.Listing.of(output_root)
+            existing = [path for path in plan.paths() if path in listing.objects]
+        else:
+            existing = _remove_temporaries_and_list(plan)
         kept = records.Proofs()
         if resume:
-            kept = _proven(records.read_proofs(output_root, run_fingerprint), plan, layout)
+            kept = _proven(records.read_proofs(output_root, run_fingerprint, listing), plan, layout, listing)
         elif existing and not overwrite:
             raise CsconvError(
                 f"{existing[0]}: already exists ({len(existing)} of the {len(plan.paths())} files this run writes "
                 "are there); pass --overwrite to replace them, or --resume to keep those an interrupted run completed"
             )
-        journal = records.Journal(output_root, run_fingerprint, kept)
+        journal = records.open_journal(output_root, run_fingerprint, kept, listing)
         # From here on the journal describes the folder; a manifest appears again only
         # when this run has finished.
         records.remove_manifest(output_root)
@@ -127,6 +140,12 @@ def check_kinds(kinds, annotations) -> None:
         )
 
 
+def _leftover_names(plan: Plan, layout: Layout) -> list[str]:
+    """Every object name, relative to the output root, a run may leave an unfinished S3
+    upload for: the planned files, the manifest, the journal's segments (a folder)."""
+    return [layout.relative(path) for path in plan.paths()] + [records.MANIFEST_NAME, records.JOURNAL_NAME + "/"]
+
+
 def _remove_temporaries_and_list(plan: Plan) -> list[str]:
     """Remove what killed runs left under this run's temporary names; the planned files
     that already exist, in plan order."""
@@ -139,29 +158,32 @@ def _remove_temporaries_and_list(plan: Plan) -> list[str]:
         temporaries = {temp_name(name) for name in names}
         for entry in os.listdir(directory):
             if entry in temporaries:
-                remove_file(os.path.join(directory, entry))
+                storage.remove(os.path.join(directory, entry))
             elif entry in names:
                 present.add(os.path.join(directory, entry))
     return [path for path in plan.paths() if path in present]
 
 
-def _proven(proofs: records.Proofs, plan: Plan, layout: Layout) -> records.Proofs:
-    """The records of the planned files that are on disk as recorded, and the frames' JSON entries."""
+def _proven(proofs: records.Proofs, plan: Plan, layout: Layout, listing: records.Listing | None = None
+            ) -> records.Proofs:
+    """The records of the planned files that are on disk (in the bucket `listing` lists)
+    as recorded, and the frames' JSON entries."""
     kept = records.Proofs()
     root = layout.root
     flavours = {split_json.kind.train_ids for split_json in plan.jsons}
+    wanted = [(layout.relative(path), None) for task in plan.frames for _, path in task.outputs]
+    wanted += [(layout.relative(split_json.path), split_json.inputs) for split_json in plan.jsons]
+    if listing is not None:
+        proven = proofs.proven_objects(listing, wanted)
+    else:
+        proven = {relative for relative, inputs in wanted if proofs.proves(root, relative, inputs)}
+    for relative, _ in wanted:
+        if relative in proven:
+            kept.files[relative] = proofs.files[relative]
     for task in plan.frames:
-        for _, path in task.outputs:
-            relative = layout.relative(path)
-            if proofs.proves(root, relative):
-                kept.files[relative] = proofs.files[relative]
         entries = proofs.entries.get(task.key)
         if entries is not None and flavours <= entries.annotations.keys():
             kept.entries[task.key] = entries
-    for split_json in plan.jsons:
-        relative = layout.relative(split_json.path)
-        if proofs.proves(root, relative, split_json.inputs):
-            kept.files[relative] = proofs.files[relative]
     return kept
 
 
@@ -208,12 +230,12 @@ def _run(plan, layout, kinds, annotations, compress_level, journal, kept, worker
                 progress.close()
             for split_json in jsons_to_write:
                 data = json_document([done.entries[key] for key in split_json.frame_keys], split_json.kind.train_ids)
-                write_file_unsynced(split_json.path, data)
+                storage.write_file_unsynced(split_json.path, data)
                 entry = {**records.file_entry(data), "inputs": split_json.inputs}
                 journal.add({layout.relative(split_json.path): entry})
                 done.files[layout.relative(split_json.path)] = entry
                 done.bytes += len(data)
-            sync_file_system(root)
+            storage.sync_file_system(root)
             # The manifest's rename ends the run: a signal from here on would report a
             # finished run as interrupted.
             worker_pool.ignore_signals()
@@ -222,9 +244,14 @@ def _run(plan, layout, kinds, annotations, compress_level, journal, kept, worker
             journal.remove()
     except BaseException as error:
         with worker_pool.signals_ignored():  # a second Ctrl-C must not interrupt the clean-up
-            journal.close()
+            # A store that failed is not asked again (its retries would only delay the error).
+            store_failed = isinstance(error, storage.StorageError)
+            journal.close(flush=not store_failed)
             try:
-                _remove_temporaries_and_list(plan)
+                if not storage.is_url(root):
+                    _remove_temporaries_and_list(plan)
+                elif not store_failed:
+                    storage.remove_leftovers(root, _leftover_names(plan, layout))
             except (OSError, CsconvError):
                 pass  # the folder itself is unusable: the error being raised says why
         stopped = worker_pool.stopped_run(error, done.frames_done, len(tasks), root, "frames")

