@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -283,3 +284,16 @@ def test_missing_bucket_and_missing_root_are_one_line(s3, data, tmp_path):
     with pytest.raises(CsconvError, match=f"^{bucket}/nothing: Cityscapes root does not exist"):
         eval_gt(f"{bucket}/nothing", str(tmp_path / "o"))
     assert not (tmp_path / "o").exists()
+
+
+def test_missing_library_names_the_extra(tmp_path):
+    code = (
+        "import sys; sys.modules['gcsfs'] = None\n"
+        "from csconv import cli\n"
+        "sys.exit(cli.main(['eval-gt', '--cityscapes_root', 'gs://bucket/cityscapes', '--output_dir', "
+        f"{str(tmp_path / 'o')!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True)
+    assert done.returncode == 2
+    [line] = error_lines(done.stderr)
+    assert "gs://bucket/cityscapes: " in line and "pip install 'csconv[gcs]'" in line
