@@ -42,9 +42,6 @@ def _make_frame(task: FrameTask) -> FrameDone:
             task.compress_level,
         )
         contents.update(panoptic)
-    files = {}
-    for kind, path in task.outputs:
-        data = contents[kind]
-        storage.write_file_unsynced(path, data)
-        files[path] = file_entry(data)
-    return FrameDone(task.key, files, entries)
+    outputs = {path: contents[kind] for kind, path in task.outputs}
+    storage.write_files_unsynced(outputs)  # into a bucket, all at once
+    return FrameDone(task.key, {path: file_entry(data) for path, data in outputs.items()}, entries)

@@ -24,8 +24,8 @@ from .remote import StorageError, configure, is_url
 __all__ = [
     "DIGESTS", "OutputError", "StorageError", "configure", "is_url", "join", "basename",
     "list_names", "is_dir", "is_file", "file_size", "read_bytes", "remove", "remove_all", "make_output_dir",
-    "write_atomically", "create_exclusively", "write_file_unsynced", "sync_file_system", "list_files",
-    "file_digests", "open_shard_file", "open_adopted_shard", "local_copy",
+    "write_atomically", "create_exclusively", "write_file_unsynced", "write_files_unsynced", "sync_file_system",
+    "list_files", "file_digests", "open_shard_file", "open_adopted_shard", "local_copy",
 ]
 
 
@@ -148,6 +148,16 @@ def write_file_unsynced(path: str, data) -> None:
         remote.write_atomically(path, bytes(data))
     else:
         local.write_file_unsynced(path, data)
+
+
+def write_files_unsynced(files: dict[str, bytes]) -> None:
+    """write_file_unsynced() for each of a few files (a prework frame's outputs); objects
+    of one bucket are uploaded at once."""
+    urls = {path: data for path, data in files.items() if is_url(path)}
+    for path, data in files.items():
+        if path not in urls:
+            local.write_file_unsynced(path, data)
+    remote.write_many({url: bytes(data) for url, data in urls.items()})
 
 
 def sync_file_system(path: str) -> None:

@@ -365,6 +365,22 @@ def create_exclusively(url: str, data: bytes) -> bool | None:
 ONE_REQUEST_UPLOADS = {"s3", "s3a", "gs", "gcs"}
 
 
+def write_many(objects: dict[str, bytes]) -> None:
+    """write_atomically() for each of a few small objects: where each is one request
+    (ONE_REQUEST_UPLOADS) and they share a filesystem, all at once; a transient failure
+    sends them all again. A failure may leave some of them published, each whole."""
+    if not objects:
+        return
+    first = next(iter(objects))
+    fs, _ = filesystem(first)
+    if protocol_of(first) not in ONE_REQUEST_UPLOADS or any(filesystem(url)[0] is not fs for url in objects):
+        for url, data in objects.items():
+            write_atomically(url, data)
+        return
+    by_path = {filesystem(url)[1]: data for url, data in objects.items()}
+    retrying(first, "upload", lambda: fs.pipe(by_path))
+
+
 def write_atomically(url: str, data: bytes) -> None:
     """A small object (manifest, completion record, prework file) published whole or not
     at all. Where the upload is one request (ONE_REQUEST_UPLOADS) a transient failure
