@@ -9,8 +9,11 @@ import importlib.util
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -156,20 +159,77 @@ def test_eval_gt_into_gcs_is_byte_identical_and_resumes_from_the_listing(gcs, da
     assert objects(fs, out) == local
 
 
-def start_and_wait_for_segments(args: list[str], fs, out: str, env=None) -> subprocess.Popen:
-    """A 2-worker prework into `out`, once its journal has a segment in the bucket."""
+def start_and_wait(args: list[str], fs, out: str, under: str, count: int = 1, env=None) -> subprocess.Popen:
+    """A prework into `out`, once `count` objects are under `under` in it."""
     process = subprocess.Popen([console_script("csconv"), "prework", *args], env=env or subprocess_env(),
                                start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    prefix = out.split("://", 1)[1] + "/" + JOURNAL_NAME
+    prefix = out.split("://", 1)[1] + "/" + under
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        assert process.poll() is None, f"the run ended before a journal segment was written:\n{process.stderr.read()}"
+        assert process.poll() is None, f"the run ended before {count} object(s) under {under}:\n{process.stderr.read()}"
         fs.invalidate_cache()
-        if fs.find(prefix):
+        if len(fs.find(prefix)) >= count:
             return process
         time.sleep(0.05)
     process.kill()
-    pytest.fail("no journal segment within 120 s")
+    pytest.fail(f"not {count} object(s) under {under} within 120 s")
+
+
+class Cuttable:
+    """A TCP forwarder to a server, cut at once by cut(): open connections are reset and
+    new ones refused, as when the server stops, while the server itself stays up to be
+    looked at."""
+
+    def __init__(self, port: int):
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.is_cut = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                return
+            with self.lock:
+                if self.is_cut:  # accepted just before the cut
+                    self._reset([client, upstream])
+                    return
+                self.sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._forward, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _forward(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(1 << 16):
+                sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def cut(self) -> None:
+        with self.lock:
+            self.is_cut = True
+            self.listener.close()
+            self._reset(self.sockets)
+
+    @staticmethod
+    def _reset(sockets) -> None:
+        for sock in sockets:
+            try:
+                # shutdown() wakes the forwarding thread blocked in recv(), which close()
+                # alone would not; then close with a reset.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
 
 
 @pytest.mark.slow
@@ -179,7 +239,7 @@ def test_kill_9_then_resume_against_s3(s3, many_frames):
     bucket = new_bucket(fs, "s3")
     out = bucket + "/prepared"
     args = ["--cityscapes_root", str(root), "--output_root", out, "--workers", "2", "--quiet"]
-    process = start_and_wait_for_segments(args, fs, out)
+    process = start_and_wait(args, fs, out, JOURNAL_NAME)  # a first segment
     os.killpg(process.pid, signal.SIGKILL)  # the whole run, workers included, as a node loss would
     process.communicate(timeout=60)
     found = objects(fs, out)
@@ -212,28 +272,30 @@ def test_kill_9_then_resume_against_s3(s3, many_frames):
 
 
 @pytest.mark.slow
-def test_server_stopped_mid_run_is_one_line_and_nothing_partial(many_frames):
+def test_server_gone_mid_run_is_one_line_and_nothing_partial(s3, many_frames):
+    """The store goes away mid-run (the connections to it cut): one line naming the URL,
+    exit 2, and afterwards every object under a final name is complete."""
     root, clean = many_frames
-    server = start_s3()
-    try:
-        fs = fsspec.filesystem("s3", skip_instance_cache=True, endpoint_url=server.endpoint, key="testing",
-                               secret="testing")
-        out = new_bucket(fs, "s3") + "/prepared"
-        args = ["--cityscapes_root", str(root), "--output_root", out, "--workers", "2", "--quiet"]
-        # One attempt per request by the client library (its default makes it half a
-        # minute of backoff); csconv's own retries stay.
-        args += ["--storage_options", json.dumps({"config_kwargs": {"retries": {"max_attempts": 1}}})]
-        process = start_and_wait_for_segments(args, fs, out, env=subprocess_env(**server.env))
-        seen = objects(fs, out)
-    finally:
-        server.stop()
+    fs = s3fs_client()
+    out = new_bucket(fs, "s3") + "/prepared"
+    proxy = Cuttable(s3.port)
+    # One attempt per request by the client library (its default makes it half a minute
+    # of backoff); csconv's own retries stay.
+    args = ["--cityscapes_root", str(root), "--output_root", out, "--workers", "2", "--quiet",
+            "--storage_options", json.dumps({"config_kwargs": {"retries": {"max_attempts": 1}}})]
+    env = subprocess_env(FSSPEC_S3_ENDPOINT_URL=proxy.endpoint, AWS_ENDPOINT_URL_S3=proxy.endpoint)
+    process = start_and_wait(args, fs, out, "gtFine", count=30, env=env)  # 10 frames' files
+    proxy.cut()
     _, stderr = process.communicate(timeout=180)
     assert process.returncode == 2, stderr
     [line] = error_lines(stderr)
-    assert line.startswith("csconv: error: s3://") and "cannot" in line, line
-    for name, data in seen.items():
+    assert line.startswith(f"csconv: error: {out}/") and "cannot reach the store" in line, line
+    found = objects(fs, out)
+    assert MANIFEST_NAME not in found
+    for name, data in found.items():
         if not name.startswith(JOURNAL_NAME):
             assert data == clean[name], name
+    assert len(found) < len(clean)
 
 
 def test_memory_urls_through_the_api(data):
