@@ -41,9 +41,22 @@ pytestmark = pytest.mark.skipif(
 fsspec = pytest.importorskip("fsspec")
 
 
+def forget_s3_clients() -> None:
+    """fsspec keeps one filesystem per set of options, its client bound to the endpoint
+    of its day: this module's in-process runs must not reach another module's server,
+    nor that module's runs this one's once it is stopped."""
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
 @pytest.fixture(scope="module")
 def s3():
-    yield from serving(start_s3())
+    forget_s3_clients()
+    try:
+        yield from serving(start_s3())
+    finally:
+        forget_s3_clients()
 
 
 @pytest.fixture(scope="module")
