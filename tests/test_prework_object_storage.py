@@ -30,6 +30,7 @@ from csconv.core.errors import CsconvError
 from csconv.core.prework import Kind
 from csconv.core.sources import GTFINE_ZIP
 from csconv.evaluation.ground_truth import eval_gt
+from csconv.pipeline.resume import LOCK_NAME
 from csconv.prework import prework
 from csconv.prework.records import JOURNAL_NAME, MANIFEST_NAME
 from csconv.synthetic import generate_dataset
@@ -69,9 +70,10 @@ def tree_files(root: Path) -> dict[str, bytes]:
 
 
 def etags(fs, url: str) -> dict[str, str]:
-    """name -> ETag of every object under the prefix, from one listing."""
+    """name -> ETag of every object under the prefix (the lock aside), from one listing."""
     fs.invalidate_cache()
-    return {path: details["ETag"] for path, details in fs.find(url.split("://", 1)[1], detail=True).items()}
+    return {path: details["ETag"] for path, details in fs.find(url.split("://", 1)[1], detail=True).items()
+            if not path.endswith("/" + LOCK_NAME)}
 
 
 def journal_objects(found: dict[str, bytes]) -> list[str]:
@@ -256,6 +258,7 @@ def test_kill_9_then_resume_against_s3(s3, many_frames):
     os.killpg(process.pid, signal.SIGKILL)  # the whole run, workers included, as a node loss would
     process.communicate(timeout=60)
     found = objects(fs, out)
+    assert found.pop(LOCK_NAME, None) is not None, "the killed run's lock on the prefix"  # taken over below
     assert journal_objects(found), "the kill came after the run had finished"
     assert MANIFEST_NAME not in found, "the manifest of an unfinished run"
     for name, data in found.items():  # whatever is under a final name is complete
@@ -304,6 +307,7 @@ def test_server_gone_mid_run_is_one_line_and_nothing_partial(s3, many_frames):
     [line] = error_lines(stderr)
     assert line.startswith(f"csconv: error: {out}/") and "cannot reach the store" in line, line
     found = objects(fs, out)
+    found.pop(LOCK_NAME, None)  # the run could not remove its lock from a store gone
     assert MANIFEST_NAME not in found
     for name, data in found.items():
         if not name.startswith(JOURNAL_NAME):
@@ -337,10 +341,11 @@ def test_a_bucket_tree_is_listed_once_per_split(data, monkeypatch):
     calls = []
     for name in ("find_files", "find_objects", "info", "is_dir", "list_names", "read_if_there", "read_bytes"):
         original = getattr(remote, name)
-        monkeypatch.setattr(remote, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+        monkeypatch.setattr(remote, name, lambda *a, _f=original, _n=name: calls.append((_n, str(a[0]))) or _f(*a))
     # Only the labels are made: the files are written with one request each, all other
     # requests are planning and listing.
     prework("memory://csconv-listing/cityscapes", "memory://csconv-listing/out", kinds=[Kind.LABEL_TRAIN_IDS])
+    calls = [name for name, url in calls if not url.endswith("/" + LOCK_NAME)]  # the run's lock aside
     assert calls.count("find_files") == 3  # train, val, test
     assert calls.count("find_objects") == 1  # the output prefix
     assert calls.count("read_bytes") == 8  # each frame's polygons
