@@ -304,7 +304,9 @@ def test_server_gone_mid_run_is_one_line_and_nothing_partial(s3, many_frames):
     proxy.cut()
     _, stderr = process.communicate(timeout=180)
     assert process.returncode == 2, stderr
-    [line] = error_lines(stderr)
+    lines = error_lines(stderr)
+    assert len(lines) == 1, stderr
+    [line] = lines
     assert line.startswith(f"csconv: error: {out}/") and "cannot reach the store" in line, line
     found = objects(fs, out)
     found.pop(LOCK_NAME, None)  # the run could not remove its lock from a store gone

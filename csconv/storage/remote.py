@@ -65,7 +65,7 @@ def filesystem(url: str):
         raise StorageError(f"{url}: reading URLs needs fsspec: pip install fsspec") from None
     protocol = protocol_of(url)
     try:
-        return url_to_fs(url, **_storage_options)
+        fs, path = url_to_fs(url, **_storage_options)
     except ImportError as error:
         extra = EXTRAS.get(protocol)
         hint = f"pip install 'csconv[{extra}]'" if extra else f"install the fsspec implementation of {protocol}://"
@@ -76,6 +76,27 @@ def filesystem(url: str):
         raise StorageError(f"{url}: {error}") from None
     except TypeError as error:  # an option the filesystem does not take
         raise StorageError(f"{url}: --storage_options not accepted by {protocol}:// ({error})") from None
+    _quiet_lost_connections(getattr(fs, "loop", None))
+    return fs, path
+
+
+def _quiet_lost_connections(loop) -> None:
+    """On the event loop of an async filesystem (s3fs, gcsfs: fsspec's one per process),
+    leave unlogged the exception of a task nobody awaited when it is a lost connection.
+    aiohttp sends a request's body in a task of its own; when the connection is reset the
+    request fails (retried, or reported as one line naming the URL) and that task's
+    exception is left behind, which asyncio would print as a traceback on stderr."""
+    if loop is None or getattr(loop, "_csconv_quiet", False):
+        return
+
+    def handler(loop, context):
+        error = context.get("exception")
+        if error is not None and "never retrieved" in context.get("message", "") and is_transient(error):
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    loop._csconv_quiet = True
 
 
 def join(base: str, *names: str) -> str:
