@@ -230,10 +230,11 @@ def test_signal_then_resume_against_s3(s3, synthetic, local_run, signum, tmp_pat
             assert staging_areas(scratch)  # nothing could remove it
         else:
             process.send_signal(signum)
-    process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=60)
     if signum != signal.SIGKILL:
         if process.returncode != 0:
             assert process.returncode == 128 + signum
+            assert stderr.rstrip().endswith("(kept for --resume), unfinished uploads discarded"), stderr
         assert not staging_areas(scratch)  # removed by the run it stopped
     # Whatever is in the bucket under a final name is complete: a shard is either the
     # local run's bytes or absent.

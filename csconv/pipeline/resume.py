@@ -55,9 +55,10 @@ class RunInterrupted(BaseException):
 
     def __str__(self) -> str:
         name = signal.Signals(self.signum).name
+        cleaned = "unfinished uploads discarded" if storage.is_url(self.output_dir) else "temporary files removed"
         return (
             f"interrupted by {name}: {self.completed} of {self.total} {self.unit} complete in {self.output_dir} "
-            "(kept for --resume), temporary files removed"
+            f"(kept for --resume), {cleaned}"
         )
 
 
