@@ -13,11 +13,10 @@ Locations pickle, so worker processes open what they need themselves.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from .. import storage
-from ..storage import remote, zipfs
+from ..storage import zipfs
 from .errors import CsconvError, InputError
 
 ARCHIVE_SEPARATOR = zipfs.SEPARATOR  # display only: how a member is named in messages
@@ -125,22 +124,10 @@ class Dataset:
         with a dot match, as they do in TensorFlow's glob, which the reference uses.
         """
         found = []
-        if self.image_archives is None and remote.is_url(self.images_base.path):
-            # A bucket: one listing of the whole split, never a request per city or file.
-            split_url = remote.join(self.images_base.path, split)
-            for url in remote.find_files(split_url):
-                parts = url[len(split_url) + 1:].split("/")
-                if len(parts) == 2 and parts[1].endswith(IMAGE_SUFFIX):
-                    found.append((Location(url), parts[0], parts[1][: -len(IMAGE_SUFFIX)]))
-            found.sort(key=lambda item: item[0].path)
-        elif self.image_archives is None:
-            split_dir = os.path.join(self.images_base.path, split)
-            for city in os.listdir(split_dir):
-                city_dir = os.path.join(split_dir, city)
-                if os.path.isdir(city_dir):
-                    for name in os.listdir(city_dir):
-                        if name.endswith(IMAGE_SUFFIX):
-                            found.append((Location(os.path.join(city_dir, name)), city, name[: -len(IMAGE_SUFFIX)]))
+        if self.image_archives is None:
+            for path, city, name in storage.files_by_city(storage.join(self.images_base.path, split)):
+                if name.endswith(IMAGE_SUFFIX):
+                    found.append((Location(path), city, name[: -len(IMAGE_SUFFIX)]))
             found.sort(key=lambda item: item[0].path)
         else:
             for archive, members in self.image_archives:
@@ -237,21 +224,10 @@ class GtFine:
         dot are left out.
         """
         found = []
-        if self.members is None and remote.is_url(self.base.path):
-            # A bucket: one listing of the whole split, never a request per city or file.
-            split_url = remote.join(self.base.path, split)
-            for url in remote.find_files(split_url):
-                parts = url[len(split_url) + 1:].split("/")
-                if len(parts) == 2 and not parts[0].startswith(".") and parts[1] and not parts[1].startswith("."):
-                    found.append((Location(url), parts[0], parts[1]))
-            found.sort(key=lambda item: item[0].path)
-        elif self.members is None:
-            split_dir = os.path.join(self.base.path, split)
-            for city in os.listdir(split_dir) if os.path.isdir(split_dir) else ():
-                city_dir = os.path.join(split_dir, city)
-                if not city.startswith(".") and os.path.isdir(city_dir):
-                    found += [(Location(os.path.join(city_dir, name)), city, name)
-                              for name in os.listdir(city_dir) if not name.startswith(".")]
+        if self.members is None:
+            for path, city, name in storage.files_by_city(storage.join(self.base.path, split)):
+                if not city.startswith(".") and not name.startswith("."):
+                    found.append((Location(path), city, name))
             found.sort(key=lambda item: item[0].path)
         else:
             for member in self.members:
@@ -316,22 +292,4 @@ def read_file(location: Location | str) -> bytes:
         if location.member is not None:
             return zipfs.read_member(location.path, location.member)
         location = location.path
-    path = location
-    if remote.is_url(path):
-        try:
-            return remote.read_bytes(path)
-        except remote.StorageError as error:
-            raise InputError(path, str(error).removeprefix(f"{path}: ")) from None
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        if os.path.islink(path):
-            raise InputError(path, "dangling symbolic link") from None
-        raise InputError(path, "file not found") from None
-    except PermissionError:
-        raise InputError(path, "permission denied") from None
-    except IsADirectoryError:
-        raise InputError(path, "is a folder, expected a file") from None
-    except OSError as error:
-        raise InputError(path, f"cannot read ({error.strerror})") from None
+    return storage.read_input(location)

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import local, remote
+from ..core.errors import InputError
 from .local import DIGESTS, OutputError, describe_os_error
 from .remote import StorageError, configure, is_url
 
@@ -50,6 +51,49 @@ def list_names(directory: str) -> list[str]:
         return sorted(os.listdir(directory))
     except OSError as error:
         raise OutputError(f"{directory}: cannot list the folder ({describe_os_error(error)})") from None
+
+
+def files_by_city(directory: str) -> list[tuple[str, str, str]]:
+    """(path, city, name) of every file in a <city>/ folder of `directory` (a split's
+    folder), unsorted and unfiltered; none when the folder is missing. A bucket is
+    listed once, never a request per city or file."""
+    if is_url(directory):
+        found = []
+        for url in remote.find_files(directory):
+            parts = url[len(directory.rstrip("/")) + 1:].split("/")
+            if len(parts) == 2 and parts[1]:
+                found.append((url, parts[0], parts[1]))
+        return found
+    if not os.path.isdir(directory):
+        return []
+    found = []
+    for city in os.listdir(directory):
+        city_dir = os.path.join(directory, city)
+        if os.path.isdir(city_dir):
+            found += [(os.path.join(city_dir, name), city, name) for name in os.listdir(city_dir)]
+    return found
+
+
+def read_input(path: str) -> bytes:
+    """The bytes of an input file or object; an InputError naming it when it cannot be read."""
+    if is_url(path):
+        try:
+            return remote.read_bytes(path)
+        except StorageError as error:
+            raise InputError(path, str(error).removeprefix(f"{path}: ")) from None
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise InputError(path, "dangling symbolic link") from None
+        raise InputError(path, "file not found") from None
+    except PermissionError:
+        raise InputError(path, "permission denied") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, expected a file") from None
+    except OSError as error:
+        raise InputError(path, f"cannot read ({error.strerror})") from None
 
 
 def is_dir(path: str) -> bool:
