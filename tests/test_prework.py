@@ -202,16 +202,22 @@ def test_overwrite_and_resume_exclude_each_other(synthetic, tmp_path):
 
 # --- interruption -----------------------------------------------------------------------
 
+def generate_many_frames(root, sizes: dict[str, int], width: int, height: int) -> None:
+    """A synthetic set with ten times `sizes` frames: each frame's gtFine files hard-linked
+    under nine more names, so a long run costs little to make."""
+    generate_dataset(root, sizes, width=width, height=height, seed=2)
+    for path in sorted((root / "gtFine").glob("*/*/*_gtFine_*")):
+        city, seq, rest = path.name.split("_", 2)
+        for k in range(1, 10):
+            os.link(path, path.with_name(f"{city}_{int(seq) + 1000 * k:06d}_{rest}"))
+
+
 @pytest.fixture(scope="module")
 def many_frames(tmp_path_factory):
     """Enough frames (300) that a run takes a second or two, and that run's output."""
     base = tmp_path_factory.mktemp("prework-many")
     root = base / "cityscapes"
-    generate_dataset(root, {"train": 24, "val": 6}, width=384, height=192, seed=2)
-    for path in sorted((root / "gtFine").glob("*/*/*_gtFine_*")):  # 10 names per frame, hard-linked
-        city, seq, rest = path.name.split("_", 2)
-        for k in range(1, 10):
-            os.link(path, path.with_name(f"{city}_{int(seq) + 1000 * k:06d}_{rest}"))
+    generate_many_frames(root, {"train": 24, "val": 6}, width=384, height=192)
     clean = base / "clean"
     prework_cli("--cityscapes_root", str(root), "--output_root", str(clean), "--workers", "2", "--quiet")
     return root, tree_files(clean)

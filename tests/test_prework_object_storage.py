@@ -22,6 +22,7 @@ import pytest
 from conftest import console_script, subprocess_env
 from object_stores import start_gcs, start_s3
 from test_archives import make_archives
+from test_prework import generate_many_frames
 from test_object_storage import (
     GCS_OPTIONS, csconv, error_lines, gcs_client, new_bucket, objects, s3fs_client, serving, upload_tree,
 )
@@ -102,11 +103,7 @@ def many_frames(tmp_path_factory):
     """Enough frames (100) that a run into a bucket takes seconds, and that run's local output."""
     base = tmp_path_factory.mktemp("prework-buckets-many")
     root = base / "cityscapes"
-    generate_dataset(root, {"train": 6, "val": 4}, width=256, height=128, seed=2)
-    for path in sorted((root / "gtFine").glob("*/*/*_gtFine_*")):  # 10 names per frame, hard-linked
-        city, seq, rest = path.name.split("_", 2)
-        for k in range(1, 10):
-            os.link(path, path.with_name(f"{city}_{int(seq) + 1000 * k:06d}_{rest}"))
+    generate_many_frames(root, {"train": 6, "val": 4}, width=256, height=128)
     clean = base / "clean"
     csconv("prework", "--cityscapes_root", str(root), "--output_root", str(clean), "--workers", "2", "--quiet")
     return root, tree_files(clean)
