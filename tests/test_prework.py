@@ -41,7 +41,7 @@ SPLITS = ("train", "val", "test")
 
 
 def tree_files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def prework_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -202,25 +202,26 @@ def test_overwrite_and_resume_exclude_each_other(synthetic, tmp_path):
 
 # --- interruption -----------------------------------------------------------------------
 
-def generate_many_frames(root, sizes: dict[str, int], width: int, height: int) -> None:
-    """A synthetic set with ten times `sizes` frames: each frame's gtFine files hard-linked
-    under nine more names, so a long run costs little to make."""
+def many_frames_and_their_output(tmp_path_factory, folder: str, sizes: dict[str, int], width: int, height: int):
+    """A synthetic set with ten times `sizes` frames (each frame's gtFine files hard-linked
+    under nine more names, so a long run costs little to make), and a clean prework run's
+    output of it: (root, {relative path: bytes})."""
+    base = tmp_path_factory.mktemp(folder)
+    root = base / "cityscapes"
     generate_dataset(root, sizes, width=width, height=height, seed=2)
     for path in sorted((root / "gtFine").glob("*/*/*_gtFine_*")):
         city, seq, rest = path.name.split("_", 2)
         for k in range(1, 10):
             os.link(path, path.with_name(f"{city}_{int(seq) + 1000 * k:06d}_{rest}"))
+    clean = base / "clean"
+    prework_cli("--cityscapes_root", str(root), "--output_root", str(clean), "--workers", "2", "--quiet")
+    return root, tree_files(clean)
 
 
 @pytest.fixture(scope="module")
 def many_frames(tmp_path_factory):
     """Enough frames (300) that a run takes a second or two, and that run's output."""
-    base = tmp_path_factory.mktemp("prework-many")
-    root = base / "cityscapes"
-    generate_many_frames(root, {"train": 24, "val": 6}, width=384, height=192)
-    clean = base / "clean"
-    prework_cli("--cityscapes_root", str(root), "--output_root", str(clean), "--workers", "2", "--quiet")
-    return root, tree_files(clean)
+    return many_frames_and_their_output(tmp_path_factory, "prework-many", {"train": 24, "val": 6}, 384, 192)
 
 
 def start_and_wait(root: Path, out: Path, frames: int) -> subprocess.Popen:

@@ -15,14 +15,13 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from conftest import console_script, subprocess_env
 from object_stores import start_gcs, start_s3
 from test_archives import make_archives
-from test_prework import generate_many_frames
+from test_prework import many_frames_and_their_output, tree_files
 from test_object_storage import (
     GCS_OPTIONS, csconv, error_lines, gcs_client, new_bucket, objects, s3fs_client, serving, upload_tree,
 )
@@ -66,10 +65,6 @@ def gcs():
     yield from serving(start_gcs())
 
 
-def tree_files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def etags(fs, url: str) -> dict[str, str]:
     """name -> ETag of every object under the prefix (the lock aside), from one listing."""
     fs.invalidate_cache()
@@ -101,12 +96,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def many_frames(tmp_path_factory):
     """Enough frames (100) that a run into a bucket takes seconds, and that run's local output."""
-    base = tmp_path_factory.mktemp("prework-buckets-many")
-    root = base / "cityscapes"
-    generate_many_frames(root, {"train": 6, "val": 4}, width=256, height=128)
-    clean = base / "clean"
-    csconv("prework", "--cityscapes_root", str(root), "--output_root", str(clean), "--workers", "2", "--quiet")
-    return root, tree_files(clean)
+    return many_frames_and_their_output(tmp_path_factory, "prework-buckets-many", {"train": 6, "val": 4}, 256, 128)
 
 
 def without_s3_settings() -> dict[str, str]:
