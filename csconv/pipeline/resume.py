@@ -25,6 +25,7 @@ from dataclasses import asdict
 from .. import __version__, storage
 from ..core.errors import CsconvError
 from ..storage import DIGESTS
+from ..storage.local import process_exists
 from .bucket_lock import LOCK_NAME, bucket_lock
 
 try:
@@ -225,23 +226,16 @@ def _locked_file(output_dir: str, path: str):
 @contextmanager
 def _exclusive_file(output_dir: str, path: str):
     def try_lock() -> bool:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            if _holder_alive(path):
-                return False
+        if storage.create_exclusively(path, f"{os.getpid()}\n".encode()):
+            return True
+        if not _holder_alive(path):
             # Left by a killed run. Two runs finding the same stale file at the same
             # instant could both go on; without flock nothing closes that window.
             try:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-            return False
-        try:
-            os.write(fd, f"{os.getpid()}\n".encode())
-        finally:
-            os.close(fd)
-        return True
+        return False
 
     _wait_for(output_dir, try_lock)
     try:
@@ -273,10 +267,4 @@ def _holder_alive(path: str) -> bool:
         return True
     if pid == os.getpid():  # a killed run's id, since reused by this process
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # alive, another user's
-        return True
-    return True
+    return process_exists(pid)

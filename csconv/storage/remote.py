@@ -215,23 +215,16 @@ def list_names(url: str) -> list[str]:
 def find_files(url: str) -> list[str]:
     """Every object below the prefix `url`, as URLs spelled as `url` is, in one
     (paginated) listing."""
-    fs, path = filesystem(url)
-    base, root = url.rstrip("/"), path.rstrip("/")
-
-    def listing():
-        try:
-            return fs.find(root)
-        except FileNotFoundError:
-            return []
-
-    # The filesystem's own path form differs by protocol (memory:// keeps a leading
-    # slash), so each found path is re-rooted on the URL given rather than rebuilt.
-    return [base + found[len(root):] for found in retrying(url, "list", listing) if found.startswith(root + "/")]
+    return list(_listed_objects(url))
 
 
 def find_objects(url: str) -> dict[str, dict]:
     """find_files() with each object's size, and its CRC32C (8 hex digits) where the
     listing carries the store's own (GCS): {url: {"size": int, "crc32c": str | None}}."""
+    return _listed_objects(url)
+
+
+def _listed_objects(url: str) -> dict[str, dict]:
     fs, path = filesystem(url)
     base, root = url.rstrip("/"), path.rstrip("/")
 
@@ -242,6 +235,8 @@ def find_objects(url: str) -> dict[str, dict]:
         except FileNotFoundError:
             return {}
 
+    # The filesystem's own path form differs by protocol (memory:// keeps a leading
+    # slash), so each found path is re-rooted on the URL given rather than rebuilt.
     found = {}
     for name, details in retrying(url, "list", listing).items():
         if name.startswith(root + "/") and details.get("type", "file") == "file":
